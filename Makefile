@@ -1,0 +1,22 @@
+# Makefile for the tools extension (PGXS)
+
+EXTENSION = tools
+MODULE_big = tools
+OBJS = src/plan.o src/copy.o src/query.o
+DATA = $(wildcard sql/tools--*.sql)
+PGFILEDESC = "tools - config-table-driven data migration"
+
+# pg_regress: sql/NAME.sql against expected/NAME.out, in this order
+REGRESS = setup plan copy resume truncate report errors
+
+# isolation specs: test/specs/*.spec against test/expected/*.out
+ISOLATION = $(basename $(notdir $(wildcard test/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test --load-extension=tools
+
+# TAP tests: test/t/*.pl
+TAP_TESTS = 1
+PROVE_TESTS = test/t/*.pl
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

@@ -1,0 +1,83 @@
+-- Bad input: a clear error naming the object, and nothing lost.
+\set VERBOSITY default
+CREATE TABLE source.e (id int PRIMARY KEY, v text, t text, k int);
+INSERT INTO source.e SELECT g, 'v' || g, 't' || g, g FROM generate_series(1, 20) g;
+CREATE TABLE public.e (id int, v text);
+INSERT INTO public.e VALUES (0, 'kept');
+INSERT INTO tools.config (source, target, pkey, batchsize, trunc) VALUES ('source.e', 'public.e', 'id', 5, true);
+SELECT statement FROM tools.run();
+
+-- Unknown job, NULL job.
+CALL tools.start(42);
+CALL tools.start(NULL);
+
+-- Inside a transaction block the job cannot commit its batches: refused.
+BEGIN;
+CALL tools.start(1);
+ROLLBACK;
+DO $$ BEGIN CALL tools.start(1); END $$;   -- a DO block at top level is non-atomic: allowed
+SELECT state, rows FROM tools.job WHERE job_id = 1;
+TRUNCATE public.e;
+INSERT INTO public.e VALUES (0, 'kept');
+SELECT statement FROM tools.run();
+CREATE FUNCTION public.start_from_function() RETURNS void LANGUAGE plpgsql AS
+$$ BEGIN CALL tools.start(2); END $$;
+SELECT public.start_from_function();
+
+-- Each failure below leaves the job failed with the message, and the target
+-- untouched: the run's emptying belongs to the job's failed first step.
+CREATE FUNCTION public.check_job() RETURNS TABLE (state tools.state, error text, target_rows bigint)
+LANGUAGE sql AS $$
+  SELECT j.state, j.error, (SELECT count(*) FROM public.e)
+    FROM tools.job j WHERE j.job_id = 2 $$;
+
+-- Key column not in the source.
+UPDATE tools.config SET pkey = 'nosuch';
+CALL tools.start(2);
+SELECT * FROM public.check_job();
+-- Key column not in the target.
+UPDATE tools.config SET pkey = 'k';
+CALL tools.start(2);
+-- Key of a type lastseq cannot hold.
+UPDATE tools.config SET pkey = 't';
+CALL tools.start(2);
+SELECT * FROM public.check_job();
+-- Composite keys are not supported yet.
+UPDATE tools.config SET pkey = 'id, v';
+CALL tools.start(2);
+-- A condition with a syntax error, and one naming an unknown column.
+UPDATE tools.config SET pkey = 'id', condition = 'id >';
+CALL tools.start(2);
+SELECT * FROM public.check_job();
+UPDATE tools.config SET condition = 'nosuch = 1';
+CALL tools.start(2);
+-- Column types that do not convert.
+UPDATE tools.config SET condition = NULL;
+ALTER TABLE public.e ALTER COLUMN v TYPE int USING NULL;
+CALL tools.start(2);
+SELECT * FROM public.check_job();
+ALTER TABLE public.e ALTER COLUMN v TYPE text;
+-- No column in common: the key is missing first.
+CREATE TABLE public.other (x int, y int);
+UPDATE tools.config SET target = 'public.other';
+CALL tools.start(2);
+UPDATE tools.config SET target = 'public.e';
+-- Source dropped after configuration.
+CREATE TABLE source.gone (id int);
+UPDATE tools.config SET source = 'source.gone';
+DROP TABLE source.gone;
+CALL tools.start(2);
+UPDATE tools.config SET source = 'source.e';
+-- Fixed: the same call now runs the job.
+CALL tools.start(2);
+SELECT * FROM public.check_job();
+SELECT count(*), count(DISTINCT id) FROM public.e;
+
+-- Configuration deleted after planning: the job cannot run.
+SELECT statement FROM tools.run();
+DELETE FROM tools.config;
+CALL tools.start(3);
+SELECT job_id, config_id, state, error FROM tools.job WHERE job_id = 3;
+
+DROP FUNCTION public.check_job(), public.start_from_function();
+TRUNCATE tools.config, tools.run, tools.job RESTART IDENTITY;

@@ -1,0 +1,40 @@
+-- The catalog the specification fixes: schema, enum order, tables, view.
+CREATE EXTENSION tools;
+
+SELECT e.enumlabel
+  FROM pg_enum e
+ WHERE e.enumtypid = 'tools.state'::regtype
+ ORDER BY e.enumsortorder;
+
+SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) AS type,
+       a.attnotnull AS not_null, pg_get_expr(d.adbin, d.adrelid) AS "default"
+  FROM pg_class c
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+ WHERE c.relnamespace = 'tools'::regnamespace AND c.relkind IN ('r', 'v')
+ ORDER BY c.relname, a.attnum;
+
+SELECT p.proname, p.prokind, pg_get_function_arguments(p.oid) AS arguments,
+       pg_get_function_result(p.oid) AS result, p.prosecdef AS security_definer
+  FROM pg_proc p
+ WHERE p.pronamespace = 'tools'::regnamespace
+ ORDER BY p.proname;
+
+-- pg_dump keeps the user's configuration.
+SELECT c.relname
+  FROM pg_extension e, unnest(e.extconfig) AS x(oid)
+  JOIN pg_class c ON c.oid = x.oid
+ WHERE e.extname = 'tools'
+ ORDER BY 1;
+
+-- Constraints a user meets when configuring.
+CREATE SCHEMA source;
+CREATE TABLE source.s (id int PRIMARY KEY, v text);
+CREATE TABLE public.s (id int PRIMARY KEY, v text);
+INSERT INTO tools.config (source, target, pkey, batchsize) VALUES ('source.s', 'public.s', 'id', 0);
+INSERT INTO tools.config (source, target, pkey, batchsize) VALUES ('source.s', 'public.s', 'id', -5);
+INSERT INTO tools.config (source, target, pkey) VALUES ('source.s', 'source.s', 'id');
+INSERT INTO tools.config (source, target, pkey) VALUES ('source.s', 'public.s', NULL);
+INSERT INTO tools.config (source, target, pkey) VALUES ('source.nosuch', 'public.s', 'id');
+DROP TABLE source.s, public.s;
+TRUNCATE tools.config, tools.job RESTART IDENTITY;

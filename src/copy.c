@@ -1,0 +1,584 @@
+/*-------------------------------------------------------------------------
+ *
+ * copy.c
+ *		tools.start(job_id): run or resume one job.
+ *
+ * A job moves rows from its source into its target in key ranges.  Each
+ * range is copied and recorded in tools.job (lastseq, rows, elapsed, state)
+ * in one transaction, committed before the next range begins: whatever
+ * stops the job, the target holds exactly the committed ranges, and the next
+ * call starts above lastseq.
+ *
+ * Each step runs in a subtransaction.  When it fails, the step is rolled
+ * back, the job is marked failed with the error's message in a transaction
+ * that commits, and the original error is raised again for the caller.
+ *
+ * A session-level advisory lock keyed by the job id keeps two calls from
+ * running one job; it outlives the per-batch commits and goes with the
+ * session if the backend dies.  The first step of a call locks the job's
+ * tools.run row, which orders the starts of a run's jobs: the first job of
+ * a run to start on a target empties it when the run truncates that target,
+ * in the transaction that records the start, so no sibling can have written
+ * into it yet and none will empty it again.
+ *
+ * IDENTIFICATION
+ *		src/copy.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "storage/lock.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "tools.h"
+
+/* Sets apart the job locks from other advisory locks (field4 of the tag). */
+#define TOOLS_JOB_LOCK_SPACE 0x7430
+
+/* A call of tools.start(): the job and where its copy stands. */
+typedef struct CopyState
+{
+	ToolsJob	job;
+	MemoryContext cxt;			/* lives for the call, across commits */
+	MemoryContext batchcxt;		/* reset after each batch */
+	SPIPlanPtr	bound_plan[2];	/* indexed by "has a lower end" */
+	SPIPlanPtr	copy_plan[2];
+	bool		has_last;		/* last is the lower end of the next batch */
+	int64		last;
+	bool		done;
+	TimestampTz mark;			/* elapsed time is counted up to here */
+} CopyState;
+
+typedef void (*CopyStep) (CopyState *st);
+
+static bool
+called_nonatomic(FunctionCallInfo fcinfo)
+{
+	return fcinfo->context != NULL && IsA(fcinfo->context, CallContext) &&
+		!castNode(CallContext, fcinfo->context)->atomic;
+}
+
+/* Commit the current transaction and start the next one. */
+static void
+commit(void)
+{
+	SPI_commit();
+#if PG_VERSION_NUM < 150000
+	SPI_start_transaction();
+#endif
+}
+
+/* Run a statement that must succeed; returns SPI_processed. */
+static uint64
+execute(const char *sql, int nargs, Oid *types, Datum *values,
+		const char *nulls, int expected)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls,
+										   false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "SPI_execute_with_args failed: %s (%s)",
+			 SPI_result_code_string(rc), sql);
+	return SPI_processed;
+}
+
+/* Datum of column col of the first row of the last result. */
+static Datum
+result_value(int col, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col,
+						 isnull);
+}
+
+static Interval *
+elapsed_since(CopyState *st)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	Interval   *span = palloc0(sizeof(Interval));
+
+	span->time = now - st->mark;
+	st->mark = now;
+	return span;
+}
+
+/*
+ * The process holding a job's lock, 0 if it has just let it go.
+ */
+static int
+job_lock_holder(const LOCKTAG *tag)
+{
+	Oid			types[4] = {OIDOID, OIDOID, OIDOID, INT2OID};
+	Datum		values[4];
+	bool		isnull;
+	int			pid = 0;
+
+	values[0] = ObjectIdGetDatum(tag->locktag_field1);
+	values[1] = ObjectIdGetDatum(tag->locktag_field2);
+	values[2] = ObjectIdGetDatum(tag->locktag_field3);
+	values[3] = Int16GetDatum((int16) tag->locktag_field4);
+	if (execute("SELECT pid FROM pg_catalog.pg_locks"
+				" WHERE locktype OPERATOR(pg_catalog.=) 'advisory'"
+				" AND database OPERATOR(pg_catalog.=) $1"
+				" AND classid OPERATOR(pg_catalog.=) $2"
+				" AND objid OPERATOR(pg_catalog.=) $3"
+				" AND objsubid OPERATOR(pg_catalog.=) $4 AND granted",
+				4, types, values, NULL, SPI_OK_SELECT) > 0)
+		pid = DatumGetInt32(result_value(1, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	return pid;
+}
+
+/* Take the job's session lock, or fail naming the process that holds it. */
+static void
+lock_job(int64 job_id, LOCKTAG *tag)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) (job_id >> 32),
+						 (uint32) job_id, TOOLS_JOB_LOCK_SPACE);
+	if (LockAcquire(tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+	{
+		int			pid = job_lock_holder(tag);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("job %lld is already running", (long long) job_id),
+				 pid != 0 ? errdetail("Process %d is running it.", pid) : 0,
+				 errhint("Wait for that call to end; if it fails or is stopped, a new call resumes the job.")));
+	}
+}
+
+/* Find the job's run; the job must exist. */
+static void
+load_job(CopyState *st, int64 job_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(job_id)};
+	bool		isnull;
+
+	st->job.job_id = job_id;
+	if (execute("SELECT run_id FROM " TOOLS_SCHEMA ".job"
+				" WHERE job_id OPERATOR(pg_catalog.=) $1",
+				1, types, values, NULL, SPI_OK_SELECT) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("job %lld does not exist", (long long) job_id),
+				 errhint("tools.run() plans jobs; tools.job lists them.")));
+	st->job.run_id = DatumGetInt64(result_value(1, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/* Record the failure in a transaction of its own, then raise the error. */
+static void
+fail_job(CopyState *st, ErrorData *edata)
+{
+	Oid			types[3] = {INT8OID, TEXTOID, INTERVALOID};
+	Datum		values[3];
+
+	values[0] = Int64GetDatum(st->job.job_id);
+	values[1] = CStringGetTextDatum(edata->message ? edata->message : "");
+	values[2] = IntervalPGetDatum(elapsed_since(st));
+	execute("UPDATE " TOOLS_SCHEMA ".job SET state = 'failed', error = $2,"
+			" elapsed = elapsed OPERATOR(pg_catalog.+) $3"
+			" WHERE job_id OPERATOR(pg_catalog.=) $1",
+			3, types, values, NULL, SPI_OK_UPDATE);
+	commit();
+	ReThrowError(edata);
+}
+
+/*
+ * Run one step in a subtransaction, allocating in cxt.  On error the step
+ * leaves nothing behind and the job is failed.
+ */
+static void
+run_step(CopyState *st, CopyStep step, MemoryContext cxt)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		step(st);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(st->cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		fail_job(st, edata);
+	}
+	PG_END_TRY();
+}
+
+/* Read the job's configuration; the job keeps its run, not its config. */
+static void
+read_config(CopyState *st)
+{
+	ToolsJob   *job = &st->job;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(job->job_id)};
+	TupleDesc	desc;
+	HeapTuple	row;
+	bool		isnull;
+	Datum		d;
+
+	if (execute("SELECT c.config_id, c.source, c.target, c.pkey, c.condition,"
+				" c.batchsize, c.trunc, j.lastseq"
+				" FROM " TOOLS_SCHEMA ".job AS j JOIN " TOOLS_SCHEMA ".config AS c"
+				" ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
+				" WHERE j.job_id OPERATOR(pg_catalog.=) $1",
+				1, types, values, NULL, SPI_OK_SELECT) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("configuration of job %lld does not exist",
+						(long long) job->job_id),
+				 errdetail("Its tools.config row was deleted after the run was planned."),
+				 errhint("Plan a new run with tools.run().")));
+
+	desc = SPI_tuptable->tupdesc;
+	row = SPI_tuptable->vals[0];
+	job->config_id = DatumGetInt32(SPI_getbinval(row, desc, 1, &isnull));
+	job->source = DatumGetObjectId(SPI_getbinval(row, desc, 2, &isnull));
+	job->target = DatumGetObjectId(SPI_getbinval(row, desc, 3, &isnull));
+	job->pkey = SPI_getvalue(row, desc, 4);
+	job->condition = SPI_getvalue(row, desc, 5);
+	d = SPI_getbinval(row, desc, 6, &isnull);
+	job->batchsize = isnull ? 0 : DatumGetInt32(d);
+	job->trunc = DatumGetBool(SPI_getbinval(row, desc, 7, &isnull));
+	d = SPI_getbinval(row, desc, 8, &isnull);
+	st->has_last = !isnull;
+	st->last = isnull ? 0 : DatumGetInt64(d);
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/* Plan the job's statements once; the plans outlive the commits. */
+static void
+prepare_plans(CopyState *st)
+{
+	Oid			types[2] = {st->job.key_type, st->job.key_type};
+	int			lower;
+
+	for (lower = 0; lower <= 1; lower++)
+	{
+		st->bound_plan[lower] =
+			SPI_prepare(tools_bound_sql(&st->job, lower), 2, types);
+		st->copy_plan[lower] =
+			SPI_prepare(tools_copy_sql(&st->job, lower), 2, types);
+		if (st->bound_plan[lower] == NULL || st->copy_plan[lower] == NULL)
+			elog(ERROR, "SPI_prepare failed: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(st->bound_plan[lower]);
+		SPI_keepplan(st->copy_plan[lower]);
+	}
+}
+
+static void
+free_plans(CopyState *st)
+{
+	int			i;
+
+	for (i = 0; i <= 1; i++)
+	{
+		if (st->bound_plan[i])
+			SPI_freeplan(st->bound_plan[i]);
+		if (st->copy_plan[i])
+			SPI_freeplan(st->copy_plan[i]);
+		st->bound_plan[i] = st->copy_plan[i] = NULL;
+	}
+}
+
+/* Refuse rows that no key range reaches, before any row moves. */
+static void
+check_null_keys(CopyState *st)
+{
+	bool		isnull;
+	int64		count;
+
+	if (st->job.key_not_null)
+		return;
+	execute(tools_null_keys_sql(&st->job), 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	count = DatumGetInt64(result_value(1, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	if (count > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("source %s has %lld rows whose key %s is NULL",
+						st->job.source_name, (long long) count,
+						st->job.key_name),
+				 errdetail("Batches follow key ranges, and no range holds a NULL key: these rows would be left behind."),
+				 errhint("Give these rows a key in the source, or leave them out knowingly with the condition \"%s IS NOT NULL\".",
+						 st->job.key_name)));
+}
+
+/*
+ * On the job's first start: empty the target if this run truncates it and
+ * no job of the run has started on it yet, and otherwise continue above the
+ * highest key that earlier runs of this configuration reached.
+ */
+static void
+prepare_target(CopyState *st)
+{
+	Oid			types[2] = {INT8OID, OIDOID};
+	Datum		values[2];
+	bool		isnull;
+	bool		truncates;
+	bool		started;
+	Datum		d;
+
+	values[0] = Int64GetDatum(st->job.run_id);
+	values[1] = ObjectIdGetDatum(st->job.target);
+	execute("SELECT pg_catalog.bool_or(c.trunc),"
+			" pg_catalog.bool_or(j.ts IS NOT NULL)"
+			" FROM " TOOLS_SCHEMA ".job AS j JOIN " TOOLS_SCHEMA ".config AS c"
+			" ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
+			" WHERE j.run_id OPERATOR(pg_catalog.=) $1"
+			" AND c.target::pg_catalog.oid OPERATOR(pg_catalog.=) $2",
+			2, types, values, NULL, SPI_OK_SELECT);
+	truncates = DatumGetBool(result_value(1, &isnull));
+	started = DatumGetBool(result_value(2, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+
+	if (truncates)
+	{
+		if (!started)
+			execute(psprintf("TRUNCATE %s", st->job.target_name),
+					0, NULL, NULL, NULL, SPI_OK_UTILITY);
+		return;
+	}
+
+	values[0] = Int64GetDatum(st->job.config_id);
+	values[1] = Int64GetDatum(st->job.job_id);
+	types[1] = INT8OID;
+	execute("SELECT pg_catalog.max(lastseq) FROM " TOOLS_SCHEMA ".job"
+			" WHERE config_id OPERATOR(pg_catalog.=) $1"
+			" AND job_id OPERATOR(pg_catalog.<>) $2",
+			2, types, values, NULL, SPI_OK_SELECT);
+	d = result_value(1, &isnull);
+	if (!isnull)
+	{
+		st->has_last = true;
+		st->last = DatumGetInt64(d);
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/*
+ * First step of a call: lock the run's row to order the starts of its
+ * jobs, check the job against the catalogs, plan it, prepare the target on
+ * a first start, and record the job as running.
+ */
+static void
+begin_job(CopyState *st)
+{
+	Oid			types[3] = {INT8OID, INT8OID, BOOLOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	bool		isnull;
+	bool		first;
+
+	values[0] = Int64GetDatum(st->job.run_id);
+	execute("SELECT FROM " TOOLS_SCHEMA ".run"
+			" WHERE run_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+			1, types, values, NULL, SPI_OK_SELECT);
+
+	read_config(st);
+	tools_describe_job(&st->job);
+	prepare_plans(st);
+	check_null_keys(st);
+
+	values[0] = Int64GetDatum(st->job.job_id);
+	execute("SELECT ts IS NULL FROM " TOOLS_SCHEMA ".job"
+			" WHERE job_id OPERATOR(pg_catalog.=) $1",
+			1, types, values, NULL, SPI_OK_SELECT);
+	first = DatumGetBool(result_value(1, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	if (first)
+		prepare_target(st);
+
+	values[1] = Int64GetDatum(st->last);
+	nulls[1] = st->has_last ? ' ' : 'n';
+	execute("UPDATE " TOOLS_SCHEMA ".job SET state = 'running', error = NULL,"
+			" ts = COALESCE(ts, LOCALTIMESTAMP), lastseq = $2"
+			" WHERE job_id OPERATOR(pg_catalog.=) $1",
+			2, types, values, nulls, SPI_OK_UPDATE);
+}
+
+/*
+ * Copy the next key range and record it.  The job is done when the range
+ * held fewer keys than a batch, or when it had no batch size.
+ */
+static void
+copy_batch(CopyState *st)
+{
+	ToolsJob   *job = &st->job;
+	int			lower = st->has_last ? 1 : 0;
+	Datum		args[2] = {tools_key_datum(st->last, job->key_type), 0};
+	Oid			types[5] = {INT8OID, INT8OID, INT8OID, INTERVALOID, BOOLOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	uint64		copied = 0;
+	bool		isnull;
+	bool		found;
+	bool		last_batch = true;
+	int64		upper = 0;
+	int			rc;
+
+	execute("SET CONSTRAINTS ALL IMMEDIATE", 0, NULL, NULL, NULL,
+			SPI_OK_UTILITY);
+
+	rc = SPI_execute_plan(st->bound_plan[lower], args, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	args[1] = result_value(1, &isnull);
+	found = !isnull;
+	if (found)
+	{
+		upper = tools_key_int64(args[1], job->key_type);
+		last_batch = job->batchsize == 0 ||
+			DatumGetInt64(result_value(2, &isnull)) < job->batchsize;
+	}
+	SPI_freetuptable(SPI_tuptable);
+
+	if (found)
+	{
+		args[1] = tools_key_datum(upper, job->key_type);
+		rc = SPI_execute_plan(st->copy_plan[lower], args, NULL, false, 0);
+		if (rc != SPI_OK_INSERT)
+			elog(ERROR, "SPI_execute_plan failed: %s",
+				 SPI_result_code_string(rc));
+		copied = SPI_processed;
+	}
+
+	values[0] = Int64GetDatum(job->job_id);
+	values[1] = Int64GetDatum(upper);
+	nulls[1] = found ? ' ' : 'n';
+	values[2] = Int64GetDatum((int64) copied);
+	values[3] = IntervalPGetDatum(elapsed_since(st));
+	values[4] = BoolGetDatum(last_batch);
+	execute("UPDATE " TOOLS_SCHEMA ".job SET lastseq = COALESCE($2, lastseq),"
+			" rows = rows OPERATOR(pg_catalog.+) $3,"
+			" elapsed = elapsed OPERATOR(pg_catalog.+) $4,"
+			" state = CASE WHEN $5 THEN 'completed' ELSE 'running' END"
+			"::" TOOLS_SCHEMA ".state"
+			" WHERE job_id OPERATOR(pg_catalog.=) $1",
+			5, types, values, nulls, SPI_OK_UPDATE);
+
+	if (found)
+	{
+		st->has_last = true;
+		st->last = upper;
+	}
+	st->done = last_batch;
+}
+
+static void
+job_error_context(void *arg)
+{
+	CopyState  *st = (CopyState *) arg;
+
+	if (st->job.target_name != NULL)
+		errcontext("tools job %lld copying %s into %s",
+				   (long long) st->job.job_id, st->job.source_name,
+				   st->job.target_name);
+	else
+		errcontext("tools job %lld", (long long) st->job.job_id);
+}
+
+static void
+run_job(int64 job_id)
+{
+	CopyState  *st = palloc0(sizeof(CopyState));
+	ErrorContextCallback errcb;
+
+	st->cxt = CurrentMemoryContext;
+	st->batchcxt = AllocSetContextCreate(st->cxt, "tools batch",
+										 ALLOCSET_DEFAULT_SIZES);
+	load_job(st, job_id);
+
+	errcb.callback = job_error_context;
+	errcb.arg = st;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	PG_TRY();
+	{
+		st->mark = GetCurrentTimestamp();
+		run_step(st, begin_job, st->cxt);
+		commit();
+		while (!st->done)
+		{
+			run_step(st, copy_batch, st->batchcxt);
+			commit();
+			MemoryContextReset(st->batchcxt);
+		}
+	}
+	PG_FINALLY();
+	{
+		error_context_stack = errcb.previous;
+		free_plans(st);
+	}
+	PG_END_TRY();
+}
+
+PG_FUNCTION_INFO_V1(tools_start);
+
+/*
+ * CALL tools.start(job_id)
+ */
+Datum
+tools_start(PG_FUNCTION_ARGS)
+{
+	int64		job_id;
+	LOCKTAG		tag;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("job_id must not be NULL")));
+	job_id = PG_GETARG_INT64(0);
+
+	if (!called_nonatomic(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("tools.start(%lld) cannot run inside a transaction block",
+						(long long) job_id),
+				 errdetail("A job commits after each batch, so that a failure keeps the batches already copied."),
+				 errhint("Run CALL tools.start(%lld) as a statement of its own, outside BEGIN and COMMIT.",
+						 (long long) job_id)));
+
+	if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect_ext failed");
+
+	lock_job(job_id, &tag);
+	PG_TRY();
+	{
+		run_job(job_id);
+	}
+	PG_FINALLY();
+	{
+		LockRelease(&tag, ExclusiveLock, true);
+	}
+	PG_END_TRY();
+
+	SPI_finish();
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,55 @@
+/*-------------------------------------------------------------------------
+ *
+ * tools.h
+ *		Declarations shared by the units of the tools extension.
+ *
+ * A job is described once per call of tools.start() from its tools.job and
+ * tools.config rows and the catalogs (query.c); the copy loop (copy.c) runs
+ * the statements built from that description.
+ *
+ * IDENTIFICATION
+ *		src/tools.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef TOOLS_H
+#define TOOLS_H
+
+#include "postgres.h"
+
+/* The extension's schema: tools.control fixes it and forbids relocation. */
+#define TOOLS_SCHEMA "tools"
+
+/* What a job copies, as configured and as resolved in the catalogs. */
+typedef struct ToolsJob
+{
+	int64		job_id;
+	int64		run_id;
+	int64		config_id;
+
+	/* from tools.config */
+	Oid			source;
+	Oid			target;
+	char	   *pkey;			/* as configured */
+	char	   *condition;		/* NULL when none */
+	int32		batchsize;		/* 0: one statement for everything */
+	bool		trunc;
+
+	/* resolved by tools_describe_job() */
+	char	   *source_name;	/* schema-qualified, quoted */
+	char	   *target_name;	/* schema-qualified, quoted */
+	char	   *key_name;		/* quoted key column */
+	Oid			key_type;		/* base type of the key: int2, int4 or int8 */
+	bool		key_not_null;	/* the source declares the key NOT NULL */
+	char	   *columns;		/* quoted target columns found in the source */
+} ToolsJob;
+
+/* query.c */
+extern void tools_describe_job(ToolsJob *job);
+extern char *tools_bound_sql(const ToolsJob *job, bool lower);
+extern char *tools_copy_sql(const ToolsJob *job, bool lower);
+extern char *tools_null_keys_sql(const ToolsJob *job);
+extern Datum tools_key_datum(int64 value, Oid type);
+extern int64 tools_key_int64(Datum value, Oid type);
+
+#endif							/* TOOLS_H */

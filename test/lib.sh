@@ -1,0 +1,79 @@
+# test/lib.sh: shared by test/run and demo/run (sourced, not run).
+#
+# Installs what the extension needs on Debian, builds and installs it, and
+# runs throwaway PostgreSQL clusters as an unprivileged OS user: PostgreSQL
+# refuses to run as root, so root hands the cluster to the "postgres" user.
+
+set -euo pipefail
+
+PGVERSION=${PGVERSION:-15}
+export PATH="/usr/lib/postgresql/$PGVERSION/bin:$PATH"
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# Run a command as root: directly, or through sudo.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# The OS user that owns throwaway clusters.
+cluster_user() {
+    if [ "$(id -u)" -eq 0 ]; then echo postgres; else id -un; fi
+}
+
+# Run a command as the cluster user, keeping the environment given.
+as_cluster_user() {
+    if [ "$(id -u)" -eq 0 ]; then
+        runuser -u postgres -- env PATH="$PATH" "$@"
+    else
+        "$@"
+    fi
+}
+
+# Install the Debian packages the build and the tests need, if missing.
+install_deps() {
+    local pkgs="postgresql-$PGVERSION postgresql-server-dev-$PGVERSION postgresql-contrib libipc-run-perl make gcc"
+    local missing=""
+    for p in $pkgs; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+    done
+    if [ -n "$missing" ]; then
+        echo "installing:$missing"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+    fi
+    # Debian's package starts a cluster of its own on port 5432; ours use
+    # private sockets and need nothing from it.
+}
+
+# Build and install the extension into the server's directories.
+build_install() {
+    make -C "$TOP" -s PG_CONFIG="/usr/lib/postgresql/$PGVERSION/bin/pg_config"
+    as_root make -C "$TOP" -s install PG_CONFIG="/usr/lib/postgresql/$PGVERSION/bin/pg_config"
+}
+
+# Start a throwaway cluster: socket in a fresh temp dir, no TCP.  Sets
+# CLUSTER_DIR, PGHOST, PGPORT, PGUSER, PGDATABASE; cluster_stop removes it.
+cluster_start() {
+    CLUSTER_DIR=$(mktemp -d /tmp/tools-cluster.XXXXXX)
+    chmod 755 "$CLUSTER_DIR"
+    if [ "$(id -u)" -eq 0 ]; then chown postgres: "$CLUSTER_DIR"; fi
+    export PGHOST="$CLUSTER_DIR" PGPORT=54329 PGUSER=$(cluster_user) PGDATABASE=postgres
+    as_cluster_user initdb -D "$CLUSTER_DIR/data" -U "$PGUSER" -A trust --no-sync >"$CLUSTER_DIR/initdb.log" 2>&1 ||
+        { cat "$CLUSTER_DIR/initdb.log"; return 1; }
+    cat >>"$CLUSTER_DIR/data/postgresql.conf" <<CONF
+listen_addresses = ''
+unix_socket_directories = '$CLUSTER_DIR'
+port = $PGPORT
+fsync = off
+max_connections = 40
+${CLUSTER_CONF:-}
+CONF
+    as_cluster_user pg_ctl -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w start >/dev/null
+}
+
+cluster_stop() {
+    [ -n "${CLUSTER_DIR:-}" ] || return 0
+    as_cluster_user pg_ctl -D "$CLUSTER_DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
+    rm -rf "$CLUSTER_DIR"
+    CLUSTER_DIR=
+}
