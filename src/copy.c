@@ -79,20 +79,6 @@ commit(void)
 #endif
 }
 
-/* Run a statement that must succeed; returns SPI_processed. */
-static uint64
-execute(const char *sql, int nargs, Oid *types, Datum *values,
-		const char *nulls, int expected)
-{
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls,
-										   false, 0);
-
-	if (rc != expected)
-		elog(ERROR, "SPI_execute_with_args failed: %s (%s)",
-			 SPI_result_code_string(rc), sql);
-	return SPI_processed;
-}
-
 /* Datum of column col of the first row of the last result. */
 static Datum
 result_value(int col, bool *isnull)
@@ -127,13 +113,13 @@ job_lock_holder(const LOCKTAG *tag)
 	values[1] = ObjectIdGetDatum(tag->locktag_field2);
 	values[2] = ObjectIdGetDatum(tag->locktag_field3);
 	values[3] = Int16GetDatum((int16) tag->locktag_field4);
-	if (execute("SELECT pid FROM pg_catalog.pg_locks"
-				" WHERE locktype OPERATOR(pg_catalog.=) 'advisory'"
-				" AND database OPERATOR(pg_catalog.=) $1"
-				" AND classid OPERATOR(pg_catalog.=) $2"
-				" AND objid OPERATOR(pg_catalog.=) $3"
-				" AND objsubid OPERATOR(pg_catalog.=) $4 AND granted",
-				4, types, values, NULL, SPI_OK_SELECT) > 0)
+	if (tools_execute("SELECT pid FROM pg_catalog.pg_locks"
+					  " WHERE locktype OPERATOR(pg_catalog.=) 'advisory'"
+					  " AND database OPERATOR(pg_catalog.=) $1"
+					  " AND classid OPERATOR(pg_catalog.=) $2"
+					  " AND objid OPERATOR(pg_catalog.=) $3"
+					  " AND objsubid OPERATOR(pg_catalog.=) $4 AND granted",
+					  4, types, values, NULL, SPI_OK_SELECT) > 0)
 		pid = DatumGetInt32(result_value(1, &isnull));
 	SPI_freetuptable(SPI_tuptable);
 	return pid;
@@ -166,9 +152,9 @@ load_job(CopyState *st, int64 job_id)
 	bool		isnull;
 
 	st->job.job_id = job_id;
-	if (execute("SELECT run_id FROM " TOOLS_SCHEMA ".job"
-				" WHERE job_id OPERATOR(pg_catalog.=) $1",
-				1, types, values, NULL, SPI_OK_SELECT) == 0)
+	if (tools_execute("SELECT run_id FROM " TOOLS_SCHEMA ".job"
+					  " WHERE job_id OPERATOR(pg_catalog.=) $1",
+					  1, types, values, NULL, SPI_OK_SELECT) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("job %lld does not exist", (long long) job_id),
@@ -187,10 +173,10 @@ fail_job(CopyState *st, ErrorData *edata)
 	values[0] = Int64GetDatum(st->job.job_id);
 	values[1] = CStringGetTextDatum(edata->message ? edata->message : "");
 	values[2] = IntervalPGetDatum(elapsed_since(st));
-	execute("UPDATE " TOOLS_SCHEMA ".job SET state = 'failed', error = $2,"
-			" elapsed = elapsed OPERATOR(pg_catalog.+) $3"
-			" WHERE job_id OPERATOR(pg_catalog.=) $1",
-			3, types, values, NULL, SPI_OK_UPDATE);
+	tools_execute("UPDATE " TOOLS_SCHEMA ".job SET state = 'failed', error = $2,"
+				  " elapsed = elapsed OPERATOR(pg_catalog.+) $3"
+				  " WHERE job_id OPERATOR(pg_catalog.=) $1",
+				  3, types, values, NULL, SPI_OK_UPDATE);
 	commit();
 	ReThrowError(edata);
 }
@@ -241,12 +227,12 @@ read_config(CopyState *st)
 	bool		isnull;
 	Datum		d;
 
-	if (execute("SELECT c.config_id, c.source, c.target, c.pkey, c.condition,"
-				" c.batchsize, c.trunc, j.lastseq"
-				" FROM " TOOLS_SCHEMA ".job AS j JOIN " TOOLS_SCHEMA ".config AS c"
-				" ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
-				" WHERE j.job_id OPERATOR(pg_catalog.=) $1",
-				1, types, values, NULL, SPI_OK_SELECT) == 0)
+	if (tools_execute("SELECT c.config_id, c.source, c.target, c.pkey, c.condition,"
+					  " c.batchsize, c.trunc, j.lastseq"
+					  " FROM " TOOLS_SCHEMA ".job AS j JOIN " TOOLS_SCHEMA ".config AS c"
+					  " ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
+					  " WHERE j.job_id OPERATOR(pg_catalog.=) $1",
+					  1, types, values, NULL, SPI_OK_SELECT) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("configuration of job %lld does not exist",
@@ -315,7 +301,7 @@ check_null_keys(CopyState *st)
 
 	if (st->job.key_not_null)
 		return;
-	execute(tools_null_keys_sql(&st->job), 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	tools_execute(tools_null_keys_sql(&st->job), 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	count = DatumGetInt64(result_value(1, &isnull));
 	SPI_freetuptable(SPI_tuptable);
 	if (count > 0)
@@ -346,13 +332,13 @@ prepare_target(CopyState *st)
 
 	values[0] = Int64GetDatum(st->job.run_id);
 	values[1] = ObjectIdGetDatum(st->job.target);
-	execute("SELECT pg_catalog.bool_or(c.trunc),"
-			" pg_catalog.bool_or(j.ts IS NOT NULL)"
-			" FROM " TOOLS_SCHEMA ".job AS j JOIN " TOOLS_SCHEMA ".config AS c"
-			" ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
-			" WHERE j.run_id OPERATOR(pg_catalog.=) $1"
-			" AND c.target::pg_catalog.oid OPERATOR(pg_catalog.=) $2",
-			2, types, values, NULL, SPI_OK_SELECT);
+	tools_execute("SELECT pg_catalog.bool_or(c.trunc),"
+				  " pg_catalog.bool_or(j.ts IS NOT NULL)"
+				  " FROM " TOOLS_SCHEMA ".job AS j JOIN " TOOLS_SCHEMA ".config AS c"
+				  " ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
+				  " WHERE j.run_id OPERATOR(pg_catalog.=) $1"
+				  " AND c.target::pg_catalog.oid OPERATOR(pg_catalog.=) $2",
+				  2, types, values, NULL, SPI_OK_SELECT);
 	truncates = DatumGetBool(result_value(1, &isnull));
 	started = DatumGetBool(result_value(2, &isnull));
 	SPI_freetuptable(SPI_tuptable);
@@ -360,18 +346,18 @@ prepare_target(CopyState *st)
 	if (truncates)
 	{
 		if (!started)
-			execute(psprintf("TRUNCATE %s", st->job.target_name),
-					0, NULL, NULL, NULL, SPI_OK_UTILITY);
+			tools_execute(psprintf("TRUNCATE %s", st->job.target_name),
+						  0, NULL, NULL, NULL, SPI_OK_UTILITY);
 		return;
 	}
 
 	values[0] = Int64GetDatum(st->job.config_id);
 	values[1] = Int64GetDatum(st->job.job_id);
 	types[1] = INT8OID;
-	execute("SELECT pg_catalog.max(lastseq) FROM " TOOLS_SCHEMA ".job"
-			" WHERE config_id OPERATOR(pg_catalog.=) $1"
-			" AND job_id OPERATOR(pg_catalog.<>) $2",
-			2, types, values, NULL, SPI_OK_SELECT);
+	tools_execute("SELECT pg_catalog.max(lastseq) FROM " TOOLS_SCHEMA ".job"
+				  " WHERE config_id OPERATOR(pg_catalog.=) $1"
+				  " AND job_id OPERATOR(pg_catalog.<>) $2",
+				  2, types, values, NULL, SPI_OK_SELECT);
 	d = result_value(1, &isnull);
 	if (!isnull)
 	{
@@ -396,9 +382,9 @@ begin_job(CopyState *st)
 	bool		first;
 
 	values[0] = Int64GetDatum(st->job.run_id);
-	execute("SELECT FROM " TOOLS_SCHEMA ".run"
-			" WHERE run_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-			1, types, values, NULL, SPI_OK_SELECT);
+	tools_execute("SELECT FROM " TOOLS_SCHEMA ".run"
+				  " WHERE run_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+				  1, types, values, NULL, SPI_OK_SELECT);
 
 	read_config(st);
 	tools_describe_job(&st->job);
@@ -406,9 +392,9 @@ begin_job(CopyState *st)
 	check_null_keys(st);
 
 	values[0] = Int64GetDatum(st->job.job_id);
-	execute("SELECT ts IS NULL FROM " TOOLS_SCHEMA ".job"
-			" WHERE job_id OPERATOR(pg_catalog.=) $1",
-			1, types, values, NULL, SPI_OK_SELECT);
+	tools_execute("SELECT ts IS NULL FROM " TOOLS_SCHEMA ".job"
+				  " WHERE job_id OPERATOR(pg_catalog.=) $1",
+				  1, types, values, NULL, SPI_OK_SELECT);
 	first = DatumGetBool(result_value(1, &isnull));
 	SPI_freetuptable(SPI_tuptable);
 	if (first)
@@ -416,10 +402,10 @@ begin_job(CopyState *st)
 
 	values[1] = Int64GetDatum(st->last);
 	nulls[1] = st->has_last ? ' ' : 'n';
-	execute("UPDATE " TOOLS_SCHEMA ".job SET state = 'running', error = NULL,"
-			" ts = COALESCE(ts, LOCALTIMESTAMP), lastseq = $2"
-			" WHERE job_id OPERATOR(pg_catalog.=) $1",
-			2, types, values, nulls, SPI_OK_UPDATE);
+	tools_execute("UPDATE " TOOLS_SCHEMA ".job SET state = 'running', error = NULL,"
+				  " ts = COALESCE(ts, LOCALTIMESTAMP), lastseq = $2"
+				  " WHERE job_id OPERATOR(pg_catalog.=) $1",
+				  2, types, values, nulls, SPI_OK_UPDATE);
 }
 
 /*
@@ -442,8 +428,8 @@ copy_batch(CopyState *st)
 	int64		upper = 0;
 	int			rc;
 
-	execute("SET CONSTRAINTS ALL IMMEDIATE", 0, NULL, NULL, NULL,
-			SPI_OK_UTILITY);
+	tools_execute("SET CONSTRAINTS ALL IMMEDIATE", 0, NULL, NULL, NULL,
+				  SPI_OK_UTILITY);
 
 	rc = SPI_execute_plan(st->bound_plan[lower], args, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
@@ -474,13 +460,13 @@ copy_batch(CopyState *st)
 	values[2] = Int64GetDatum((int64) copied);
 	values[3] = IntervalPGetDatum(elapsed_since(st));
 	values[4] = BoolGetDatum(last_batch);
-	execute("UPDATE " TOOLS_SCHEMA ".job SET lastseq = COALESCE($2, lastseq),"
-			" rows = rows OPERATOR(pg_catalog.+) $3,"
-			" elapsed = elapsed OPERATOR(pg_catalog.+) $4,"
-			" state = CASE WHEN $5 THEN 'completed' ELSE 'running' END"
-			"::" TOOLS_SCHEMA ".state"
-			" WHERE job_id OPERATOR(pg_catalog.=) $1",
-			5, types, values, nulls, SPI_OK_UPDATE);
+	tools_execute("UPDATE " TOOLS_SCHEMA ".job SET lastseq = COALESCE($2, lastseq),"
+				  " rows = rows OPERATOR(pg_catalog.+) $3,"
+				  " elapsed = elapsed OPERATOR(pg_catalog.+) $4,"
+				  " state = CASE WHEN $5 THEN 'completed' ELSE 'running' END"
+				  "::" TOOLS_SCHEMA ".state"
+				  " WHERE job_id OPERATOR(pg_catalog.=) $1",
+				  5, types, values, nulls, SPI_OK_UPDATE);
 
 	if (found)
 	{

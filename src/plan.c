@@ -56,17 +56,6 @@ materialize_result(FunctionCallInfo fcinfo, TupleDesc *desc)
 	return store;
 }
 
-static void
-execute(const char *sql, int nargs, Oid *types, Datum *values, int expected)
-{
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL,
-										   false, 0);
-
-	if (rc != expected)
-		elog(ERROR, "SPI_execute_with_args failed: %s (%s)",
-			 SPI_result_code_string(rc), sql);
-}
-
 /*
  * Resolve the target names as regclass input does, against the caller's
  * search_path: an unknown relation is an error naming it.  Every named
@@ -92,11 +81,11 @@ resolve_targets(ArrayType *names)
 	values[0] = PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid),
 												true, TYPALIGN_INT));
 
-	execute("SELECT t::pg_catalog.regclass FROM pg_catalog.unnest($1) AS t"
-			" WHERE NOT EXISTS (SELECT FROM " TOOLS_SCHEMA ".config AS c"
-			" WHERE c.target::pg_catalog.oid OPERATOR(pg_catalog.=) t)"
-			" LIMIT 1",
-			1, types, values, SPI_OK_SELECT);
+	tools_execute("SELECT t::pg_catalog.regclass FROM pg_catalog.unnest($1) AS t"
+				  " WHERE NOT EXISTS (SELECT FROM " TOOLS_SCHEMA ".config AS c"
+				  " WHERE c.target::pg_catalog.oid OPERATOR(pg_catalog.=) t)"
+				  " LIMIT 1",
+				  1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -136,31 +125,31 @@ tools_run(PG_FUNCTION_ARGS)
 
 	values[1] = resolve_targets(PG_GETARG_ARRAYTYPE_P(0));
 
-	execute("INSERT INTO " TOOLS_SCHEMA ".run DEFAULT VALUES RETURNING run_id",
-			0, NULL, NULL, SPI_OK_INSERT_RETURNING);
+	tools_execute("INSERT INTO " TOOLS_SCHEMA ".run DEFAULT VALUES RETURNING run_id",
+				  0, NULL, NULL, NULL, SPI_OK_INSERT_RETURNING);
 	run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										 SPI_tuptable->tupdesc, 1, &isnull));
 
 	/* Job ids follow the order of the statements. */
 	values[0] = Int64GetDatum(run_id);
-	execute("INSERT INTO " TOOLS_SCHEMA ".job (run_id, config_id)"
-			" SELECT $1, config_id FROM " TOOLS_SCHEMA ".config"
-			" WHERE pg_catalog.cardinality($2) OPERATOR(pg_catalog.=) 0"
-			" OR target::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($2)"
-			" ORDER BY priority NULLS LAST, config_id",
-			2, types, values, SPI_OK_INSERT);
+	tools_execute("INSERT INTO " TOOLS_SCHEMA ".job (run_id, config_id)"
+				  " SELECT $1, config_id FROM " TOOLS_SCHEMA ".config"
+				  " WHERE pg_catalog.cardinality($2) OPERATOR(pg_catalog.=) 0"
+				  " OR target::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($2)"
+				  " ORDER BY priority NULLS LAST, config_id",
+				  2, types, values, NULL, SPI_OK_INSERT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("tools.config has no rows to plan"),
 				 errhint("Add a row per source-to-target copy to tools.config.")));
 
-	execute("SELECT j.job_id, c.target"
-			" FROM " TOOLS_SCHEMA ".job AS j JOIN " TOOLS_SCHEMA ".config AS c"
-			" ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
-			" WHERE j.run_id OPERATOR(pg_catalog.=) $1"
-			" ORDER BY j.job_id",
-			1, types, values, SPI_OK_SELECT);
+	tools_execute("SELECT j.job_id, c.target"
+				  " FROM " TOOLS_SCHEMA ".job AS j JOIN " TOOLS_SCHEMA ".config AS c"
+				  " ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
+				  " WHERE j.run_id OPERATOR(pg_catalog.=) $1"
+				  " ORDER BY j.job_id",
+				  1, types, values, NULL, SPI_OK_SELECT);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	row = SPI_tuptable->vals[i];

@@ -44,6 +44,10 @@ typedef struct ToolsJob
 	char	   *columns;		/* quoted target columns found in the source */
 } ToolsJob;
 
+/* spi.c */
+extern uint64 tools_execute(const char *sql, int nargs, Oid *types,
+							 Datum *values, const char *nulls, int expected);
+
 /* query.c */
 extern void tools_describe_job(ToolsJob *job);
 extern char *tools_bound_sql(const ToolsJob *job, bool lower);

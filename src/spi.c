@@ -1,0 +1,31 @@
+/*-------------------------------------------------------------------------
+ *
+ * spi.c
+ *		The one way the extension runs its own bookkeeping statements.
+ *
+ * Statements on the tools tables and the catalogs must succeed; anything
+ * but the expected SPI result is a bug, reported with the statement.
+ *
+ * IDENTIFICATION
+ *		src/spi.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+
+#include "tools.h"
+
+uint64
+tools_execute(const char *sql, int nargs, Oid *types, Datum *values,
+			  const char *nulls, int expected)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls,
+										   false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "SPI_execute_with_args failed: %s (%s)",
+			 SPI_result_code_string(rc), sql);
+	return SPI_processed;
+}
