@@ -51,7 +51,7 @@ typedef struct CopyState
 {
 	ToolsJob	job;
 	MemoryContext cxt;			/* lives for the call, across commits */
-	MemoryContext batchcxt;		/* reset after each batch */
+	MemoryContext scratch;		/* reset after each step */
 	SPIPlanPtr	bound_plan[2];	/* indexed by "has a lower end" */
 	SPIPlanPtr	copy_plan[2];
 	bool		has_last;		/* last is the lower end of the next batch */
@@ -69,14 +69,25 @@ called_nonatomic(FunctionCallInfo fcinfo)
 		!castNode(CallContext, fcinfo->context)->atomic;
 }
 
-/* Commit the current transaction and start the next one. */
 static void
-commit(void)
+connect_spi(void)
+{
+	if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect_ext failed");
+}
+
+/*
+ * Commit the current transaction, start the next one, and close the SPI
+ * connection: what SPI allocated for the step goes with it.
+ */
+static void
+commit_and_finish(void)
 {
 	SPI_commit();
 #if PG_VERSION_NUM < 150000
 	SPI_start_transaction();
 #endif
+	SPI_finish();
 }
 
 /* Datum of column col of the first row of the last result. */
@@ -87,15 +98,15 @@ result_value(int col, bool *isnull)
 						 isnull);
 }
 
-static Interval *
-elapsed_since(CopyState *st)
+/* The time since the last mark, as an interval; moves the mark. */
+static void
+elapsed_since(CopyState *st, Interval *span)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	Interval   *span = palloc0(sizeof(Interval));
 
+	memset(span, 0, sizeof(Interval));
 	span->time = now - st->mark;
 	st->mark = now;
-	return span;
 }
 
 /*
@@ -113,6 +124,7 @@ job_lock_holder(const LOCKTAG *tag)
 	values[1] = ObjectIdGetDatum(tag->locktag_field2);
 	values[2] = ObjectIdGetDatum(tag->locktag_field3);
 	values[3] = Int16GetDatum((int16) tag->locktag_field4);
+	connect_spi();
 	if (tools_execute("SELECT pid FROM pg_catalog.pg_locks"
 					  " WHERE locktype OPERATOR(pg_catalog.=) 'advisory'"
 					  " AND database OPERATOR(pg_catalog.=) $1"
@@ -121,7 +133,7 @@ job_lock_holder(const LOCKTAG *tag)
 					  " AND objsubid OPERATOR(pg_catalog.=) $4 AND granted",
 					  4, types, values, NULL, SPI_OK_SELECT) > 0)
 		pid = DatumGetInt32(result_value(1, &isnull));
-	SPI_freetuptable(SPI_tuptable);
+	SPI_finish();
 	return pid;
 }
 
@@ -152,6 +164,7 @@ load_job(CopyState *st, int64 job_id)
 	bool		isnull;
 
 	st->job.job_id = job_id;
+	connect_spi();
 	if (tools_execute("SELECT run_id FROM " TOOLS_SCHEMA ".job"
 					  " WHERE job_id OPERATOR(pg_catalog.=) $1",
 					  1, types, values, NULL, SPI_OK_SELECT) == 0)
@@ -160,7 +173,7 @@ load_job(CopyState *st, int64 job_id)
 				 errmsg("job %lld does not exist", (long long) job_id),
 				 errhint("tools.run() plans jobs; tools.job lists them.")));
 	st->job.run_id = DatumGetInt64(result_value(1, &isnull));
-	SPI_freetuptable(SPI_tuptable);
+	SPI_finish();
 }
 
 /* Record the failure in a transaction of its own, then raise the error. */
@@ -169,35 +182,44 @@ fail_job(CopyState *st, ErrorData *edata)
 {
 	Oid			types[3] = {INT8OID, TEXTOID, INTERVALOID};
 	Datum		values[3];
+	Interval	span;
 
+	elapsed_since(st, &span);
 	values[0] = Int64GetDatum(st->job.job_id);
 	values[1] = CStringGetTextDatum(edata->message ? edata->message : "");
-	values[2] = IntervalPGetDatum(elapsed_since(st));
+	values[2] = IntervalPGetDatum(&span);
 	tools_execute("UPDATE " TOOLS_SCHEMA ".job SET state = 'failed', error = $2,"
 				  " elapsed = elapsed OPERATOR(pg_catalog.+) $3"
 				  " WHERE job_id OPERATOR(pg_catalog.=) $1",
 				  3, types, values, NULL, SPI_OK_UPDATE);
-	commit();
+	commit_and_finish();
 	ReThrowError(edata);
 }
 
 /*
- * Run one step in a subtransaction, allocating in cxt.  On error the step
- * leaves nothing behind and the job is failed.
+ * Run one step in a transaction of its own, which commits: a subtransaction
+ * inside it holds the step, so that on error the step leaves nothing behind
+ * and the job is failed.
+ *
+ * Memory stays flat however many batches a job runs: each step has its own
+ * SPI connection, closed after the commit, and runs, commits and releases
+ * its subtransaction in a scratch context reset after the step.  What a
+ * step keeps for the next ones it allocates in st->cxt.
  */
 static void
-run_step(CopyState *st, CopyStep step, MemoryContext cxt)
+run_step(CopyState *st, CopyStep step)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
+	MemoryContext oldcxt = MemoryContextSwitchTo(st->scratch);
 	ResourceOwner oldowner = CurrentResourceOwner;
 
+	connect_spi();
 	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
+	MemoryContextSwitchTo(st->scratch);
 	PG_TRY();
 	{
 		step(st);
 		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
+		MemoryContextSwitchTo(st->scratch);
 		CurrentResourceOwner = oldowner;
 	}
 	PG_CATCH();
@@ -208,11 +230,14 @@ run_step(CopyState *st, CopyStep step, MemoryContext cxt)
 		edata = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
+		MemoryContextSwitchTo(st->scratch);
 		CurrentResourceOwner = oldowner;
 		fail_job(st, edata);
 	}
 	PG_END_TRY();
+	commit_and_finish();
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextReset(st->scratch);
 }
 
 /* Read the job's configuration; the job keeps its run, not its config. */
@@ -245,8 +270,10 @@ read_config(CopyState *st)
 	job->config_id = DatumGetInt32(SPI_getbinval(row, desc, 1, &isnull));
 	job->source = DatumGetObjectId(SPI_getbinval(row, desc, 2, &isnull));
 	job->target = DatumGetObjectId(SPI_getbinval(row, desc, 3, &isnull));
-	job->pkey = SPI_getvalue(row, desc, 4);
+	job->pkey = MemoryContextStrdup(st->cxt, SPI_getvalue(row, desc, 4));
 	job->condition = SPI_getvalue(row, desc, 5);
+	if (job->condition != NULL)
+		job->condition = MemoryContextStrdup(st->cxt, job->condition);
 	d = SPI_getbinval(row, desc, 6, &isnull);
 	job->batchsize = isnull ? 0 : DatumGetInt32(d);
 	job->trunc = DatumGetBool(SPI_getbinval(row, desc, 7, &isnull));
@@ -256,7 +283,22 @@ read_config(CopyState *st)
 	SPI_freetuptable(SPI_tuptable);
 }
 
-/* Plan the job's statements once; the plans outlive the commits. */
+/* Prepare a statement and keep its plan past the commits. */
+static SPIPlanPtr
+keep_plan(const char *sql, Oid *types)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, 2, types);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+/*
+ * Plan the job's statements once.  Each plan is kept as soon as it exists,
+ * so that free_plans() finds only kept plans, whichever prepare fails.
+ */
 static void
 prepare_plans(CopyState *st)
 {
@@ -265,15 +307,8 @@ prepare_plans(CopyState *st)
 
 	for (lower = 0; lower <= 1; lower++)
 	{
-		st->bound_plan[lower] =
-			SPI_prepare(tools_bound_sql(&st->job, lower), 2, types);
-		st->copy_plan[lower] =
-			SPI_prepare(tools_copy_sql(&st->job, lower), 2, types);
-		if (st->bound_plan[lower] == NULL || st->copy_plan[lower] == NULL)
-			elog(ERROR, "SPI_prepare failed: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(st->bound_plan[lower]);
-		SPI_keepplan(st->copy_plan[lower]);
+		st->bound_plan[lower] = keep_plan(tools_bound_sql(&st->job, lower), types);
+		st->copy_plan[lower] = keep_plan(tools_copy_sql(&st->job, lower), types);
 	}
 }
 
@@ -387,6 +422,7 @@ begin_job(CopyState *st)
 				  1, types, values, NULL, SPI_OK_SELECT);
 
 	read_config(st);
+	MemoryContextSwitchTo(st->cxt);
 	tools_describe_job(&st->job);
 	prepare_plans(st);
 	check_null_keys(st);
@@ -421,6 +457,7 @@ copy_batch(CopyState *st)
 	Oid			types[5] = {INT8OID, INT8OID, INT8OID, INTERVALOID, BOOLOID};
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Interval	span;
 	uint64		copied = 0;
 	bool		isnull;
 	bool		found;
@@ -458,7 +495,8 @@ copy_batch(CopyState *st)
 	values[1] = Int64GetDatum(upper);
 	nulls[1] = found ? ' ' : 'n';
 	values[2] = Int64GetDatum((int64) copied);
-	values[3] = IntervalPGetDatum(elapsed_since(st));
+	elapsed_since(st, &span);
+	values[3] = IntervalPGetDatum(&span);
 	values[4] = BoolGetDatum(last_batch);
 	tools_execute("UPDATE " TOOLS_SCHEMA ".job SET lastseq = COALESCE($2, lastseq),"
 				  " rows = rows OPERATOR(pg_catalog.+) $3,"
@@ -496,8 +534,8 @@ run_job(int64 job_id)
 	ErrorContextCallback errcb;
 
 	st->cxt = CurrentMemoryContext;
-	st->batchcxt = AllocSetContextCreate(st->cxt, "tools batch",
-										 ALLOCSET_DEFAULT_SIZES);
+	st->scratch = AllocSetContextCreate(st->cxt, "tools step",
+										ALLOCSET_DEFAULT_SIZES);
 	load_job(st, job_id);
 
 	errcb.callback = job_error_context;
@@ -508,14 +546,9 @@ run_job(int64 job_id)
 	PG_TRY();
 	{
 		st->mark = GetCurrentTimestamp();
-		run_step(st, begin_job, st->cxt);
-		commit();
+		run_step(st, begin_job);
 		while (!st->done)
-		{
-			run_step(st, copy_batch, st->batchcxt);
-			commit();
-			MemoryContextReset(st->batchcxt);
-		}
+			run_step(st, copy_batch);
 	}
 	PG_FINALLY();
 	{
@@ -535,6 +568,8 @@ tools_start(PG_FUNCTION_ARGS)
 {
 	int64		job_id;
 	LOCKTAG		tag;
+	MemoryContext cxt;
+	MemoryContext oldcxt;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -551,8 +586,10 @@ tools_start(PG_FUNCTION_ARGS)
 				 errhint("Run CALL tools.start(%lld) as a statement of its own, outside BEGIN and COMMIT.",
 						 (long long) job_id)));
 
-	if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect_ext failed");
+	/* The call's memory outlives the commits, like SPI's own for procedures. */
+	cxt = AllocSetContextCreate(PortalContext, "tools job",
+								ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(cxt);
 
 	lock_job(job_id, &tag);
 	PG_TRY();
@@ -565,6 +602,7 @@ tools_start(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 
-	SPI_finish();
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextDelete(cxt);
 	PG_RETURN_VOID();
 }
