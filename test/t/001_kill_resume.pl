@@ -3,7 +3,7 @@
 # with the same CALL and ends with the target equal to the source: no row
 # missing, none doubled, job.rows equal to the target's count.
 #
-# Each stop happens from inside the batch, by a trigger on the target that
+# Twenty-two stops, each from inside the batch, by a trigger on the target that
 # fires on a chosen source row, so the kill points are exact, not timed.
 use strict;
 use warnings;
@@ -71,10 +71,14 @@ sub wait_for_server
 # Kill points: first row, last row of a batch, first row of the next, rows in
 # the middle, the very last row -- under each way of stopping.
 my @stops = (
-	[ 1,    'terminate' ], [ 300,  'sigkill' ],  [ 301,  'immediate' ],
-	[ 302,  'terminate' ], [ 900,  'terminate' ], [ 1234, 'sigkill' ],
-	[ 1801, 'immediate' ], [ 2400, 'sigkill' ],  [ 3333, 'terminate' ],
-	[ 4200, 'immediate' ], [ 4800, 'sigkill' ],  [ 5000, 'terminate' ]);
+	[ 1,    'terminate' ], [ 2,    'sigkill' ],   [ 299,  'immediate' ],
+	[ 300,  'sigkill' ],   [ 301,  'immediate' ], [ 302,  'terminate' ],
+	[ 599,  'terminate' ], [ 600,  'immediate' ], [ 900,  'terminate' ],
+	[ 1234, 'sigkill' ],   [ 1501, 'terminate' ], [ 1801, 'immediate' ],
+	[ 2100, 'sigkill' ],   [ 2400, 'sigkill' ],   [ 2777, 'immediate' ],
+	[ 3333, 'terminate' ], [ 3600, 'sigkill' ],   [ 4200, 'immediate' ],
+	[ 4501, 'terminate' ], [ 4800, 'sigkill' ],   [ 4999, 'immediate' ],
+	[ 5000, 'terminate' ]);
 
 foreach my $stop (@stops)
 {
