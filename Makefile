@@ -7,7 +7,7 @@ DATA = $(wildcard sql/tools--*.sql)
 PGFILEDESC = "tools - config-table-driven data migration"
 
 # pg_regress: sql/NAME.sql against expected/NAME.out, in this order
-REGRESS = setup plan copy resume truncate report search_path timeout errors
+REGRESS = setup plan copy resume truncate report search_path timeout privileges errors
 
 # isolation specs: test/specs/*.spec against test/expected/*.out
 ISOLATION = $(basename $(notdir $(wildcard test/specs/*.spec)))

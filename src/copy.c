@@ -327,6 +327,22 @@ free_plans(CopyState *st)
 	}
 }
 
+/*
+ * Check the caller's rights on the source and target columns the copy uses
+ * before the target is emptied: EXPLAIN checks them as the copy will,
+ * without running it.
+ */
+static void
+check_rights(CopyState *st)
+{
+	Oid			types[2] = {st->job.key_type, st->job.key_type};
+	Datum		values[2] = {tools_key_datum(0, st->job.key_type),
+							 tools_key_datum(0, st->job.key_type)};
+
+	tools_execute(psprintf("EXPLAIN %s", tools_copy_sql(&st->job, true)),
+				  2, types, values, NULL, SPI_OK_UTILITY);
+}
+
 /* Refuse rows that no key range reaches, before any row moves. */
 static void
 check_null_keys(CopyState *st)
@@ -425,6 +441,7 @@ begin_job(CopyState *st)
 	MemoryContextSwitchTo(st->cxt);
 	tools_describe_job(&st->job);
 	prepare_plans(st);
+	check_rights(st);
 	check_null_keys(st);
 
 	values[0] = Int64GetDatum(st->job.job_id);
