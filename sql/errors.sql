@@ -73,11 +73,34 @@ CALL tools.start(2);
 SELECT * FROM public.check_job();
 SELECT count(*), count(DISTINCT id) FROM public.e;
 
+-- A trunc target that a foreign key references: TRUNCATE refuses, nothing changes.
+ALTER TABLE public.e ADD PRIMARY KEY (id);
+CREATE TABLE public.e_ref (id int REFERENCES public.e (id));
+INSERT INTO public.e_ref VALUES (1);
+SELECT statement FROM tools.run();
+CALL tools.start(3);
+SELECT state, error, (SELECT count(*) FROM public.e) AS target_rows FROM tools.job WHERE job_id = 3;
+DROP TABLE public.e_ref;
+
+-- A target view that cannot take inserts.
+CREATE VIEW public.e_view AS SELECT DISTINCT id, v FROM public.e;
+UPDATE tools.config SET target = 'public.e_view', trunc = false;
+SELECT statement FROM tools.run();
+CALL tools.start(4);
+SELECT state, error FROM tools.job WHERE job_id = 4;
+UPDATE tools.config SET target = 'public.e', trunc = true;
+DROP VIEW public.e_view;
+
+-- Relations renamed after configuration: config follows them (regclass).
+ALTER TABLE source.e RENAME TO e_renamed;
+SELECT source FROM tools.config;
+ALTER TABLE source.e_renamed RENAME TO e;
+
 -- Configuration deleted after planning: the job cannot run.
 SELECT statement FROM tools.run();
 DELETE FROM tools.config;
-CALL tools.start(3);
-SELECT job_id, config_id, state, error FROM tools.job WHERE job_id = 3;
+CALL tools.start(5);
+SELECT job_id, config_id, state, error FROM tools.job WHERE job_id = 5;
 
 DROP FUNCTION public.check_job(), public.start_from_function();
 TRUNCATE tools.config, tools.run, tools.job RESTART IDENTITY;
