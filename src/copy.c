@@ -240,8 +240,11 @@ run_step(CopyState *st, CopyStep step)
 	MemoryContextReset(st->scratch);
 }
 
-/* Read the job's configuration; the job keeps its run, not its config. */
-static void
+/*
+ * Read the job's configuration (the job keeps its run, not its config) and
+ * its position.  Returns whether the job has never started.
+ */
+static bool
 read_config(CopyState *st)
 {
 	ToolsJob   *job = &st->job;
@@ -250,10 +253,11 @@ read_config(CopyState *st)
 	TupleDesc	desc;
 	HeapTuple	row;
 	bool		isnull;
+	bool		first;
 	Datum		d;
 
 	if (tools_execute("SELECT c.config_id, c.source, c.target, c.pkey, c.condition,"
-					  " c.batchsize, c.trunc, j.lastseq"
+					  " c.batchsize, c.trunc, j.lastseq, j.ts IS NULL"
 					  " FROM " TOOLS_SCHEMA ".job AS j JOIN " TOOLS_SCHEMA ".config AS c"
 					  " ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
 					  " WHERE j.job_id OPERATOR(pg_catalog.=) $1",
@@ -280,7 +284,9 @@ read_config(CopyState *st)
 	d = SPI_getbinval(row, desc, 8, &isnull);
 	st->has_last = !isnull;
 	st->last = isnull ? 0 : DatumGetInt64(d);
+	first = DatumGetBool(SPI_getbinval(row, desc, 9, &isnull));
 	SPI_freetuptable(SPI_tuptable);
+	return first;
 }
 
 /* Prepare a statement and keep its plan past the commits. */
@@ -426,10 +432,9 @@ prepare_target(CopyState *st)
 static void
 begin_job(CopyState *st)
 {
-	Oid			types[3] = {INT8OID, INT8OID, BOOLOID};
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
-	bool		isnull;
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
 	bool		first;
 
 	values[0] = Int64GetDatum(st->job.run_id);
@@ -437,22 +442,17 @@ begin_job(CopyState *st)
 				  " WHERE run_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 				  1, types, values, NULL, SPI_OK_SELECT);
 
-	read_config(st);
+	first = read_config(st);
 	MemoryContextSwitchTo(st->cxt);
 	tools_describe_job(&st->job);
 	prepare_plans(st);
 	check_rights(st);
 	check_null_keys(st);
 
-	values[0] = Int64GetDatum(st->job.job_id);
-	tools_execute("SELECT ts IS NULL FROM " TOOLS_SCHEMA ".job"
-				  " WHERE job_id OPERATOR(pg_catalog.=) $1",
-				  1, types, values, NULL, SPI_OK_SELECT);
-	first = DatumGetBool(result_value(1, &isnull));
-	SPI_freetuptable(SPI_tuptable);
 	if (first)
 		prepare_target(st);
 
+	values[0] = Int64GetDatum(st->job.job_id);
 	values[1] = Int64GetDatum(st->last);
 	nulls[1] = st->has_last ? ' ' : 'n';
 	tools_execute("UPDATE " TOOLS_SCHEMA ".job SET state = 'running', error = NULL,"
