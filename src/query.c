@@ -201,7 +201,8 @@ append_where(StringInfo buf, const ToolsJob *job, bool lower, bool upper)
 /*
  * The upper end of the next batch and how many keys it spans: the largest
  * of the next batchsize keys, or the largest key when the job has no batch
- * size.  NULL when no row is left.
+ * size (then the job is done after one batch, and no count is needed).
+ * NULL when no row is left.
  */
 char *
 tools_bound_sql(const ToolsJob *job, bool lower)
@@ -221,8 +222,8 @@ tools_bound_sql(const ToolsJob *job, bool lower)
 	else
 	{
 		appendStringInfo(&buf,
-						 "SELECT pg_catalog.max(%s), pg_catalog.count(%s) FROM %s",
-						 job->key_name, job->key_name, job->source_name);
+						 "SELECT pg_catalog.max(%s), NULL::pg_catalog.int8 FROM %s",
+						 job->key_name, job->source_name);
 		append_where(&buf, job, lower, false);
 	}
 	return buf.data;
