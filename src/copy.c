@@ -480,14 +480,11 @@ copy_batch(CopyState *st)
 	bool		found;
 	bool		last_batch = true;
 	int64		upper = 0;
-	int			rc;
 
 	tools_execute("SET CONSTRAINTS ALL IMMEDIATE", 0, NULL, NULL, NULL,
 				  SPI_OK_UTILITY);
 
-	rc = SPI_execute_plan(st->bound_plan[lower], args, NULL, true, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	tools_execute_plan(st->bound_plan[lower], args, true, SPI_OK_SELECT);
 	args[1] = result_value(1, &isnull);
 	found = !isnull;
 	if (found)
@@ -501,11 +498,8 @@ copy_batch(CopyState *st)
 	if (found)
 	{
 		args[1] = tools_key_datum(upper, job->key_type);
-		rc = SPI_execute_plan(st->copy_plan[lower], args, NULL, false, 0);
-		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "SPI_execute_plan failed: %s",
-				 SPI_result_code_string(rc));
-		copied = SPI_processed;
+		copied = tools_execute_plan(st->copy_plan[lower], args, false,
+									SPI_OK_INSERT);
 	}
 
 	values[0] = Int64GetDatum(job->job_id);

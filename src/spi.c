@@ -29,3 +29,15 @@ tools_execute(const char *sql, int nargs, Oid *types, Datum *values,
 			 SPI_result_code_string(rc), sql);
 	return SPI_processed;
 }
+
+/* Run a kept plan; returns SPI_processed. */
+uint64
+tools_execute_plan(SPIPlanPtr plan, Datum *values, bool read_only,
+				   int expected)
+{
+	int			rc = SPI_execute_plan(plan, values, NULL, read_only, 0);
+
+	if (rc != expected)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	return SPI_processed;
+}

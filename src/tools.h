@@ -17,6 +17,8 @@
 
 #include "postgres.h"
 
+#include "executor/spi.h"
+
 /* The extension's schema: tools.control fixes it and forbids relocation. */
 #define TOOLS_SCHEMA "tools"
 
@@ -47,6 +49,8 @@ typedef struct ToolsJob
 /* spi.c */
 extern uint64 tools_execute(const char *sql, int nargs, Oid *types,
 							 Datum *values, const char *nulls, int expected);
+extern uint64 tools_execute_plan(SPIPlanPtr plan, Datum *values,
+								 bool read_only, int expected);
 
 /* query.c */
 extern void tools_describe_job(ToolsJob *job);
