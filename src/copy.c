@@ -21,6 +21,10 @@
  * in the transaction that records the start, so no sibling can have written
  * into it yet and none will empty it again.
  *
+ * Jobs of different runs never write into one target together: a job checks,
+ * holding its own lock, that no job of another run holds one on its target,
+ * and that no later run has started there.
+ *
  * IDENTIFICATION
  *		src/copy.c
  *
@@ -373,6 +377,79 @@ check_null_keys(CopyState *st)
 }
 
 /*
+ * Refuse to write into a target that another run owns: a job of another run
+ * that is running on it now (it holds its job lock), or a job of a later run
+ * that has started on it, which superseded this run there.  Two runs on one
+ * target would copy rows twice, or empty it under each other.
+ *
+ * The caller holds its own job lock before it looks, so of two jobs of
+ * different runs starting together at least one sees the other.
+ */
+static void
+check_target_owner(CopyState *st)
+{
+	Oid			types[4] = {INT8OID, OIDOID, OIDOID, INT4OID};
+	Datum		values[4];
+	TupleDesc	desc;
+	HeapTuple	row;
+	bool		isnull;
+	int64		other_job;
+	int64		other_run;
+	Datum		pid;
+
+	values[0] = Int64GetDatum(st->job.run_id);
+	values[1] = ObjectIdGetDatum(st->job.target);
+	values[2] = ObjectIdGetDatum(MyDatabaseId);
+	values[3] = Int32GetDatum(TOOLS_JOB_LOCK_SPACE);
+	if (tools_execute("WITH held AS ("
+					  "SELECT (l.classid::pg_catalog.int8 OPERATOR(pg_catalog.<<) 32)"
+					  " OPERATOR(pg_catalog.|) l.objid::pg_catalog.int8 AS job_id, l.pid"
+					  " FROM pg_catalog.pg_locks AS l"
+					  " WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory'"
+					  " AND l.database OPERATOR(pg_catalog.=) $3"
+					  " AND l.objsubid OPERATOR(pg_catalog.=) $4 AND l.granted"
+					  " AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid())"
+					  " SELECT j.job_id, j.run_id, h.pid"
+					  " FROM " TOOLS_SCHEMA ".job AS j"
+					  " JOIN " TOOLS_SCHEMA ".config AS c"
+					  " ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
+					  " LEFT JOIN held AS h ON h.job_id OPERATOR(pg_catalog.=) j.job_id"
+					  " WHERE c.target::pg_catalog.oid OPERATOR(pg_catalog.=) $2"
+					  " AND j.run_id OPERATOR(pg_catalog.<>) $1"
+					  " AND (h.pid IS NOT NULL OR (j.run_id OPERATOR(pg_catalog.>) $1"
+					  " AND j.ts IS NOT NULL))"
+					  " ORDER BY h.pid IS NULL, j.job_id LIMIT 1",
+					  4, types, values, NULL, SPI_OK_SELECT) == 0)
+		return;
+
+	desc = SPI_tuptable->tupdesc;
+	row = SPI_tuptable->vals[0];
+	other_job = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+	other_run = DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull));
+	pid = SPI_getbinval(row, desc, 3, &isnull);
+	if (!isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("target %s is being written by job %lld of run %lld",
+						st->job.target_name, (long long) other_job,
+						(long long) other_run),
+				 errdetail("Process %d is running that job; two runs writing one target would copy rows twice.",
+						   DatumGetInt32(pid)),
+				 errhint("Wait for job %lld to end, or stop it, then call tools.start(%lld) again.",
+						 (long long) other_job, (long long) st->job.job_id)));
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("run %lld has been superseded on target %s by run %lld",
+					(long long) st->job.run_id, st->job.target_name,
+					(long long) other_run),
+			 errdetail("Job %lld of run %lld has started on that target; resuming job %lld would copy rows twice.",
+					   (long long) other_job, (long long) other_run,
+					   (long long) st->job.job_id),
+			 errhint("Run or resume the jobs of run %lld instead.",
+					 (long long) other_run)));
+}
+
+/*
  * On the job's first start: empty the target if this run truncates it and
  * no job of the run has started on it yet, and otherwise continue above the
  * highest key that earlier runs of this configuration reached.
@@ -445,6 +522,7 @@ begin_job(CopyState *st)
 	first = read_config(st);
 	MemoryContextSwitchTo(st->cxt);
 	tools_describe_job(&st->job);
+	check_target_owner(st);
 	prepare_plans(st);
 	check_rights(st);
 	check_null_keys(st);
