@@ -96,11 +96,18 @@ ALTER TABLE source.e RENAME TO e_renamed;
 SELECT source FROM tools.config;
 ALTER TABLE source.e_renamed RENAME TO e;
 
+-- A job of an earlier run, once a later run has copied its target: resuming
+-- it would copy rows twice, so it is refused and the target is unchanged.
+SELECT statement FROM tools.run();
+CALL tools.start(5);
+CALL tools.start(2);
+SELECT job_id, state, error, (SELECT count(*) FROM public.e) AS target_rows FROM tools.job WHERE job_id = 2;
+
 -- Configuration deleted after planning: the job cannot run.
 SELECT statement FROM tools.run();
 DELETE FROM tools.config;
-CALL tools.start(5);
-SELECT job_id, config_id, state, error FROM tools.job WHERE job_id = 5;
+CALL tools.start(6);
+SELECT job_id, config_id, state, error FROM tools.job WHERE job_id = 6;
 
 DROP FUNCTION public.check_job(), public.start_from_function();
 TRUNCATE tools.config, tools.run, tools.job RESTART IDENTITY;
