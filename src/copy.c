@@ -50,14 +50,22 @@
 /* Sets apart the job locks from other advisory locks (field4 of the tag). */
 #define TOOLS_JOB_LOCK_SPACE 0x7430
 
+/* The statements of a job, each with and without a lower end. */
+typedef enum JobPlan
+{
+	PLAN_NEXT,					/* upper end of a full batch */
+	PLAN_LAST,					/* upper end of the last batch */
+	PLAN_COPY,					/* copy a key range */
+	NUM_PLANS
+} JobPlan;
+
 /* A call of tools.start(): the job and where its copy stands. */
 typedef struct CopyState
 {
 	ToolsJob	job;
 	MemoryContext cxt;			/* lives for the call, across commits */
 	MemoryContext scratch;		/* reset after each step */
-	SPIPlanPtr	bound_plan[2];	/* indexed by "has a lower end" */
-	SPIPlanPtr	copy_plan[2];
+	SPIPlanPtr	plans[NUM_PLANS][2];	/* second index: "has a lower end" */
 	bool		has_last;		/* last is the lower end of the next batch */
 	int64		last;
 	bool		done;
@@ -317,8 +325,13 @@ prepare_plans(CopyState *st)
 
 	for (lower = 0; lower <= 1; lower++)
 	{
-		st->bound_plan[lower] = keep_plan(tools_bound_sql(&st->job, lower), types);
-		st->copy_plan[lower] = keep_plan(tools_copy_sql(&st->job, lower), types);
+		if (st->job.batchsize > 0)
+			st->plans[PLAN_NEXT][lower] =
+				keep_plan(tools_bound_sql(&st->job, lower, false), types);
+		st->plans[PLAN_LAST][lower] =
+			keep_plan(tools_bound_sql(&st->job, lower, true), types);
+		st->plans[PLAN_COPY][lower] =
+			keep_plan(tools_copy_sql(&st->job, lower), types);
 	}
 }
 
@@ -326,15 +339,33 @@ static void
 free_plans(CopyState *st)
 {
 	int			i;
+	int			lower;
 
-	for (i = 0; i <= 1; i++)
-	{
-		if (st->bound_plan[i])
-			SPI_freeplan(st->bound_plan[i]);
-		if (st->copy_plan[i])
-			SPI_freeplan(st->copy_plan[i]);
-		st->bound_plan[i] = st->copy_plan[i] = NULL;
-	}
+	for (i = 0; i < NUM_PLANS; i++)
+		for (lower = 0; lower <= 1; lower++)
+		{
+			if (st->plans[i][lower])
+				SPI_freeplan(st->plans[i][lower]);
+			st->plans[i][lower] = NULL;
+		}
+}
+
+/*
+ * Find the upper end of the next batch with a bound statement; false when
+ * no row is left for it.
+ */
+static bool
+find_upper(CopyState *st, JobPlan which, Datum *args, int64 *upper)
+{
+	bool		isnull;
+	bool		found;
+
+	found = tools_execute_plan(st->plans[which][st->has_last], args, true,
+							   SPI_OK_SELECT) > 0;
+	if (found)
+		*upper = tools_key_int64(result_value(1, &isnull), st->job.key_type);
+	SPI_freetuptable(SPI_tuptable);
+	return found;
 }
 
 /*
@@ -540,44 +571,39 @@ begin_job(CopyState *st)
 }
 
 /*
- * Copy the next key range and record it.  The job is done when the range
- * held fewer keys than a batch, or when it had no batch size.
+ * Copy the next key range and record it.  The job is done after the last
+ * batch: the one that found no batchsize-th key (or had no batch size).
  */
 static void
 copy_batch(CopyState *st)
 {
 	ToolsJob   *job = &st->job;
-	int			lower = st->has_last ? 1 : 0;
 	Datum		args[2] = {tools_key_datum(st->last, job->key_type), 0};
 	Oid			types[5] = {INT8OID, INT8OID, INT8OID, INTERVALOID, BOOLOID};
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	Interval	span;
 	uint64		copied = 0;
-	bool		isnull;
-	bool		found;
+	bool		found = false;
 	bool		last_batch = true;
 	int64		upper = 0;
 
 	tools_execute("SET CONSTRAINTS ALL IMMEDIATE", 0, NULL, NULL, NULL,
 				  SPI_OK_UTILITY);
 
-	tools_execute_plan(st->bound_plan[lower], args, true, SPI_OK_SELECT);
-	args[1] = result_value(1, &isnull);
-	found = !isnull;
-	if (found)
+	if (job->batchsize > 0 && find_upper(st, PLAN_NEXT, args, &upper))
 	{
-		upper = tools_key_int64(args[1], job->key_type);
-		last_batch = job->batchsize == 0 ||
-			DatumGetInt64(result_value(2, &isnull)) < job->batchsize;
+		found = true;
+		last_batch = false;
 	}
-	SPI_freetuptable(SPI_tuptable);
+	else
+		found = find_upper(st, PLAN_LAST, args, &upper);
 
 	if (found)
 	{
 		args[1] = tools_key_datum(upper, job->key_type);
-		copied = tools_execute_plan(st->copy_plan[lower], args, false,
-									SPI_OK_INSERT);
+		copied = tools_execute_plan(st->plans[PLAN_COPY][st->has_last], args,
+									false, SPI_OK_INSERT);
 	}
 
 	values[0] = Int64GetDatum(job->job_id);

@@ -12,8 +12,8 @@
  * one piece of user text: it is trusted SQL, run as the caller.
  *
  * A batch is the key range (lower, upper]: the bound statement finds the
- * upper end as the largest of the next batchsize keys, and the copy statement
- * moves every row of the range.  Rows sharing the upper key all land in the
+ * upper end as the batchsize-th key above the lower end, and the copy
+ * statement moves every row of the range.  Rows sharing the upper key all land in the
  * same batch, so a batch boundary never splits a group of equal keys.
  *
  * IDENTIFICATION
@@ -199,33 +199,26 @@ append_where(StringInfo buf, const ToolsJob *job, bool lower, bool upper)
 }
 
 /*
- * The upper end of the next batch and how many keys it spans: the largest
- * of the next batchsize keys, or the largest key when the job has no batch
- * size (then the job is done after one batch, and no count is needed).
- * NULL when no row is left.
+ * The upper end of the next batch.  The next batch ends at the batchsize-th
+ * key above the lower end; when there is none, the last batch ends at the
+ * largest key.  Either statement returns one key, or no row: OFFSET and
+ * LIMIT at the top level go to the remote server with the key range through
+ * postgres_fdw, so a foreign source sends one row, not the keys it skips.
  */
 char *
-tools_bound_sql(const ToolsJob *job, bool lower)
+tools_bound_sql(const ToolsJob *job, bool lower, bool last)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	if (job->batchsize > 0)
-	{
-		appendStringInfo(&buf,
-						 "SELECT pg_catalog.max(k), pg_catalog.count(k) FROM (SELECT %s AS k FROM %s",
-						 job->key_name, job->source_name);
-		append_where(&buf, job, lower, false);
-		appendStringInfo(&buf, " ORDER BY %s LIMIT %d) AS batch",
-						 job->key_name, job->batchsize);
-	}
+	appendStringInfo(&buf, "SELECT %s FROM %s", job->key_name, job->source_name);
+	append_where(&buf, job, lower, false);
+	if (last)
+		appendStringInfo(&buf, " ORDER BY %s DESC NULLS LAST LIMIT 1",
+						 job->key_name);
 	else
-	{
-		appendStringInfo(&buf,
-						 "SELECT pg_catalog.max(%s), NULL::pg_catalog.int8 FROM %s",
-						 job->key_name, job->source_name);
-		append_where(&buf, job, lower, false);
-	}
+		appendStringInfo(&buf, " ORDER BY %s OFFSET %d LIMIT 1",
+						 job->key_name, job->batchsize - 1);
 	return buf.data;
 }
 

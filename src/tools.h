@@ -54,7 +54,7 @@ extern uint64 tools_execute_plan(SPIPlanPtr plan, Datum *values,
 
 /* query.c */
 extern void tools_describe_job(ToolsJob *job);
-extern char *tools_bound_sql(const ToolsJob *job, bool lower);
+extern char *tools_bound_sql(const ToolsJob *job, bool lower, bool last);
 extern char *tools_copy_sql(const ToolsJob *job, bool lower);
 extern char *tools_null_keys_sql(const ToolsJob *job);
 extern Datum tools_key_datum(int64 value, Oid type);
