@@ -331,7 +331,8 @@ prepare_plans(CopyState *st)
 		st->plans[PLAN_LAST][lower] =
 			keep_plan(tools_bound_sql(&st->job, lower, true), types);
 		st->plans[PLAN_COPY][lower] =
-			keep_plan(tools_copy_sql(&st->job, lower), types);
+			keep_plan(st->job.bulk ? tools_select_sql(&st->job, lower) :
+					  tools_copy_sql(&st->job, lower), types);
 	}
 }
 
@@ -601,9 +602,13 @@ copy_batch(CopyState *st)
 
 	if (found)
 	{
+		SPIPlanPtr	plan = st->plans[PLAN_COPY][st->has_last];
+
 		args[1] = tools_key_datum(upper, job->key_type);
-		copied = tools_execute_plan(st->plans[PLAN_COPY][st->has_last], args,
-									false, SPI_OK_INSERT);
+		if (job->bulk)
+			copied = tools_bulk_copy(job, plan, args);
+		else
+			copied = tools_execute_plan(plan, args, false, SPI_OK_INSERT);
 	}
 
 	values[0] = Int64GetDatum(job->job_id);

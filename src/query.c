@@ -153,17 +153,29 @@ describe_columns(ToolsJob *job)
 	int			i;
 
 	initStringInfo(&buf);
+	job->ncolumns = 0;
+	job->target_attnums = palloc(sizeof(AttrNumber) * desc->natts);
+	job->same_types = true;
 	for (i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 		const char *name = NameStr(att->attname);
+		HeapTuple	tuple;
+		Form_pg_attribute src;
 
 		if (att->attisdropped || att->attgenerated != '\0')
 			continue;
-		if (get_attnum(job->source, name) == InvalidAttrNumber)
+		tuple = SearchSysCacheAttName(job->source, name);
+		if (!HeapTupleIsValid(tuple))
 			continue;
+		src = (Form_pg_attribute) GETSTRUCT(tuple);
+		if (src->atttypid != att->atttypid || src->atttypmod != att->atttypmod)
+			job->same_types = false;
+		ReleaseSysCache(tuple);
+
 		appendStringInfo(&buf, "%s%s", buf.len > 0 ? ", " : "",
 						 quote_identifier(name));
+		job->target_attnums[job->ncolumns++] = att->attnum;
 	}
 	relation_close(rel, AccessShareLock);
 	job->columns = buf.data;
@@ -172,10 +184,20 @@ describe_columns(ToolsJob *job)
 void
 tools_describe_job(ToolsJob *job)
 {
+	const char *obstacle;
+
 	job->source_name = relation_name(job->source, "source", job->config_id);
 	job->target_name = relation_name(job->target, "target", job->config_id);
 	describe_key(job);
 	describe_columns(job);
+	obstacle = tools_bulk_obstacle(job);
+	job->bulk = obstacle == NULL;
+	if (job->bulk)
+		elog(DEBUG1, "tools job %lld writes into %s by bulk insertion",
+			 (long long) job->job_id, job->target_name);
+	else
+		elog(DEBUG1, "tools job %lld writes into %s with INSERT: %s",
+			 (long long) job->job_id, job->target_name, obstacle);
 }
 
 /*
@@ -222,19 +244,25 @@ tools_bound_sql(const ToolsJob *job, bool lower, bool last)
 	return buf.data;
 }
 
-/* Copy the rows of one key range. */
+/* Read the rows of one key range, in the order of the insert's columns. */
 char *
-tools_copy_sql(const ToolsJob *job, bool lower)
+tools_select_sql(const ToolsJob *job, bool lower)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf,
-					 "INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s",
-					 job->target_name, job->columns, job->columns,
-					 job->source_name);
+	appendStringInfo(&buf, "SELECT %s FROM %s", job->columns, job->source_name);
 	append_where(&buf, job, lower, true);
 	return buf.data;
+}
+
+/* Copy the rows of one key range. */
+char *
+tools_copy_sql(const ToolsJob *job, bool lower)
+{
+	return psprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE %s",
+					job->target_name, job->columns,
+					tools_select_sql(job, lower));
 }
 
 /* Count the rows of the job that no key range can reach. */

@@ -44,7 +44,17 @@ typedef struct ToolsJob
 	Oid			key_type;		/* base type of the key: int2, int4 or int8 */
 	bool		key_not_null;	/* the source declares the key NOT NULL */
 	char	   *columns;		/* quoted target columns found in the source */
+	int			ncolumns;
+	AttrNumber *target_attnums; /* their numbers in the target */
+	bool		same_types;		/* each has the same type and typmod in both */
+	bool		bulk;			/* batches go through tools_bulk_copy() */
 } ToolsJob;
+
+/* bulk.c */
+extern bool tools_bulk_insert;
+extern const char *tools_bulk_obstacle(const ToolsJob *job);
+extern uint64 tools_bulk_copy(const ToolsJob *job, SPIPlanPtr plan,
+							  Datum *args);
 
 /* spi.c */
 extern uint64 tools_execute(const char *sql, int nargs, Oid *types,
@@ -55,6 +65,7 @@ extern uint64 tools_execute_plan(SPIPlanPtr plan, Datum *values,
 /* query.c */
 extern void tools_describe_job(ToolsJob *job);
 extern char *tools_bound_sql(const ToolsJob *job, bool lower, bool last);
+extern char *tools_select_sql(const ToolsJob *job, bool lower);
 extern char *tools_copy_sql(const ToolsJob *job, bool lower);
 extern char *tools_null_keys_sql(const ToolsJob *job);
 extern Datum tools_key_datum(int64 value, Oid type);

@@ -1,0 +1,411 @@
+/*-------------------------------------------------------------------------
+ *
+ * bulk.c
+ *		Write a batch into the target the way COPY FROM does.
+ *
+ * The batch's SELECT runs through SPI with a DestReceiver of our own in
+ * place of a result set.  Each row it receives becomes a row of the
+ * target's layout (columns matched by name, defaults and stored generated
+ * columns computed, NOT NULL and CHECK constraints checked), waits in a
+ * buffer of slots, and goes into the table with table_multi_insert() and a
+ * BulkInsertState: one WAL record and one buffer lock per page instead of
+ * per row.  Index entries are inserted after each flush, unique keys checked
+ * there as an INSERT checks them.
+ *
+ * The batch stays in the job's transaction: what a failed batch wrote is
+ * rolled back with it, as with INSERT.  Only targets whose INSERT would do
+ * nothing more than that take this path: a plain table without insert
+ * triggers (foreign keys and deferrable unique or exclusion constraints
+ * check rows with triggers), rules, row level security or partition
+ * constraint, whose copied columns have the source's types.  Any other
+ * target gets the INSERT statement.
+ *
+ * It needs SPI's DestReceiver option, PostgreSQL 14 and later.
+ *
+ * IDENTIFICATION
+ *		src/bulk.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/tableam.h"
+#include "catalog/pg_class.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
+#include "rewrite/rewriteHandler.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/syscache.h"
+
+#if PG_VERSION_NUM >= 140000
+#include "executor/nodeModifyTable.h"
+#endif
+#if PG_VERSION_NUM >= 160000
+#include "parser/parse_relation.h"
+#endif
+
+#include "tools.h"
+
+/* tools.bulk_insert: off makes every batch an INSERT statement. */
+bool		tools_bulk_insert = true;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	DefineCustomBoolVariable("tools.bulk_insert",
+							 "Writes batches into plain tables the way COPY FROM does.",
+							 "Off, every batch is an INSERT ... SELECT statement.",
+							 &tools_bulk_insert, true, PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("tools");
+#endif
+}
+
+/* Flush the buffered rows at this many, or at this many bytes, as COPY does. */
+#define BULK_MAX_ROWS	1000
+#define BULK_MAX_BYTES	65535
+
+/*
+ * Why INSERT has to write into this target, or NULL when a batch may go
+ * through table_multi_insert().
+ */
+const char *
+tools_bulk_obstacle(const ToolsJob *job)
+{
+#if PG_VERSION_NUM < 140000
+	return "PostgreSQL 14 or later is needed";
+#else
+	Relation	rel;
+	const char *why = NULL;
+	TriggerDesc *trig;
+
+	if (!tools_bulk_insert)
+		return "tools.bulk_insert is off";
+	if (!job->same_types)
+		return "a copied column has another type in the source";
+
+	rel = table_open(job->target, AccessShareLock);
+	trig = rel->trigdesc;
+	if (rel->rd_rel->relkind != RELKIND_RELATION)
+		why = "the target is not a plain table";
+	else if (rel->rd_rel->relispartition)
+		why = "the target is a partition";
+	else if (trig != NULL &&
+			 (trig->trig_insert_before_row || trig->trig_insert_after_row ||
+			  trig->trig_insert_instead_row ||
+			  trig->trig_insert_before_statement ||
+			  trig->trig_insert_after_statement ||
+			  trig->trig_insert_new_table))
+		why = "the target has insert triggers (foreign keys and deferrable constraints have them)";
+	else if (rel->rd_rules != NULL)
+		why = "the target has rules";
+	else if (check_enable_rls(job->target, InvalidOid, true) == RLS_ENABLED)
+		why = "row level security applies to the target";
+
+	table_close(rel, AccessShareLock);
+	return why;
+#endif
+}
+
+#if PG_VERSION_NUM >= 140000
+
+/* The receiver of a batch's rows, and the target it writes into. */
+typedef struct BulkDest
+{
+	DestReceiver pub;
+	const ToolsJob *job;
+	MemoryContext cxt;			/* where slots and their rows live */
+	Relation	rel;
+	ResultRelInfo *rri;
+	EState	   *estate;
+	CommandId	cid;
+	BulkInsertState bistate;
+
+	/* target columns not copied that have a default, and its expression */
+	int			ndefaults;
+	AttrNumber *default_attnums;
+	ExprState **default_exprs;
+
+	TupleTableSlot *slots[BULK_MAX_ROWS];
+	int			nused;
+	Size		bytes;
+	uint64		rows;
+} BulkDest;
+
+/*
+ * An executor state with the target as its one result relation, as INSERT
+ * would set it up: the range table entry carries the insert right on the
+ * copied columns, which error reports and permission checks use.
+ */
+static void
+init_target(BulkDest *dest)
+{
+	const ToolsJob *job = dest->job;
+	EState	   *estate = CreateExecutorState();
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+	Bitmapset  *cols = NULL;
+	int			i;
+#if PG_VERSION_NUM >= 160000
+	List	   *perminfos = NIL;
+	RTEPermissionInfo *perm;
+#endif
+
+	for (i = 0; i < job->ncolumns; i++)
+		cols = bms_add_member(cols, job->target_attnums[i] -
+							  FirstLowInvalidHeapAttributeNumber);
+
+	rte->rtekind = RTE_RELATION;
+	rte->relid = job->target;
+	rte->relkind = RELKIND_RELATION;
+	rte->rellockmode = RowExclusiveLock;
+#if PG_VERSION_NUM >= 160000
+	perm = addRTEPermissionInfo(&perminfos, rte);
+	perm->requiredPerms = ACL_INSERT;
+	perm->insertedCols = cols;
+	ExecCheckPermissions(list_make1(rte), perminfos, true);
+#if PG_VERSION_NUM >= 180000
+	ExecInitRangeTable(estate, list_make1(rte), perminfos,
+					   bms_make_singleton(1));
+#else
+	ExecInitRangeTable(estate, list_make1(rte), perminfos);
+#endif
+#else
+	rte->requiredPerms = ACL_INSERT;
+	rte->insertedCols = cols;
+	ExecCheckRTPerms(list_make1(rte), true);
+	ExecInitRangeTable(estate, list_make1(rte));
+#endif
+
+	dest->estate = estate;
+	dest->rri = makeNode(ResultRelInfo);
+	ExecInitResultRelation(estate, dest->rri, 1);
+	dest->rel = dest->rri->ri_RelationDesc;
+	ExecOpenIndices(dest->rri, false);
+	dest->cid = GetCurrentCommandId(true);
+	dest->bistate = GetBulkInsertState();
+}
+
+/* Plan the defaults of the target columns the source does not fill. */
+static void
+init_defaults(BulkDest *dest)
+{
+	TupleDesc	desc = RelationGetDescr(dest->rel);
+	bool	   *copied = palloc0(sizeof(bool) * (desc->natts + 1));
+	int			i;
+
+	for (i = 0; i < dest->job->ncolumns; i++)
+		copied[dest->job->target_attnums[i]] = true;
+
+	dest->default_attnums = palloc(sizeof(AttrNumber) * desc->natts);
+	dest->default_exprs = palloc(sizeof(ExprState *) * desc->natts);
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		Node	   *expr;
+
+		if (att->attisdropped || att->attgenerated != '\0' ||
+			copied[att->attnum])
+			continue;
+		expr = build_column_default(dest->rel, att->attnum);
+		if (expr == NULL)
+			continue;
+		dest->default_attnums[dest->ndefaults] = att->attnum;
+		dest->default_exprs[dest->ndefaults] =
+			ExecPrepareExpr((Expr *) expression_planner((Expr *) expr),
+							dest->estate);
+		dest->ndefaults++;
+	}
+}
+
+/*
+ * Write the buffered rows: heap first, then their index entries, which
+ * check unique keys against everything committed and written so far.
+ */
+static void
+flush_rows(BulkDest *dest)
+{
+	MemoryContext oldcxt;
+	int			i;
+
+	if (dest->nused == 0)
+		return;
+
+	oldcxt = MemoryContextSwitchTo(GetPerTupleMemoryContext(dest->estate));
+	table_multi_insert(dest->rel, dest->slots, dest->nused, dest->cid, 0,
+					   dest->bistate);
+	MemoryContextSwitchTo(oldcxt);
+
+	for (i = 0; i < dest->nused; i++)
+	{
+		if (dest->rri->ri_NumIndices > 0)
+		{
+			List	   *recheck;
+
+#if PG_VERSION_NUM >= 160000
+			recheck = ExecInsertIndexTuples(dest->rri, dest->slots[i],
+											dest->estate, false, false, NULL,
+											NIL, false);
+#else
+			recheck = ExecInsertIndexTuples(dest->rri, dest->slots[i],
+											dest->estate, false, false, NULL,
+											NIL);
+#endif
+			/* Deferrable constraints have triggers: never here. */
+			Assert(recheck == NIL);
+			list_free(recheck);
+		}
+		ExecClearTuple(dest->slots[i]);
+		ResetPerTupleExprContext(dest->estate);
+	}
+	dest->rows += dest->nused;
+	dest->nused = 0;
+	dest->bytes = 0;
+}
+
+static void
+bulk_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+	BulkDest   *dest = (BulkDest *) self;
+
+	if (typeinfo->natts != dest->job->ncolumns)
+		elog(ERROR, "batch query returned %d columns, expected %d",
+			 typeinfo->natts, dest->job->ncolumns);
+}
+
+/* Turn a source row into a target row, check it, and buffer it. */
+static bool
+bulk_receive(TupleTableSlot *src, DestReceiver *self)
+{
+	BulkDest   *dest = (BulkDest *) self;
+	const ToolsJob *job = dest->job;
+	EState	   *estate = dest->estate;
+	ExprContext *econtext = GetPerTupleExprContext(estate);
+	TupleTableSlot *slot;
+	MemoryContext oldcxt;
+	int			natts = RelationGetDescr(dest->rel)->natts;
+	int			i;
+
+	if (dest->slots[dest->nused] == NULL)
+	{
+		oldcxt = MemoryContextSwitchTo(dest->cxt);
+		dest->slots[dest->nused] = table_slot_create(dest->rel, NULL);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	slot = dest->slots[dest->nused];
+
+	slot_getallattrs(src);
+	ExecClearTuple(slot);
+	memset(slot->tts_isnull, true, sizeof(bool) * natts);
+	for (i = 0; i < job->ncolumns; i++)
+	{
+		AttrNumber	a = job->target_attnums[i] - 1;
+
+		slot->tts_values[a] = src->tts_values[i];
+		slot->tts_isnull[a] = src->tts_isnull[i];
+	}
+
+	oldcxt = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
+	for (i = 0; i < dest->ndefaults; i++)
+	{
+		AttrNumber	a = dest->default_attnums[i] - 1;
+
+		slot->tts_values[a] = ExecEvalExpr(dest->default_exprs[i], econtext,
+										   &slot->tts_isnull[a]);
+	}
+	MemoryContextSwitchTo(oldcxt);
+	ExecStoreVirtualTuple(slot);
+
+	if (dest->rel->rd_att->constr != NULL)
+	{
+		if (dest->rel->rd_att->constr->has_generated_stored)
+			ExecComputeStoredGenerated(dest->rri, estate, slot, CMD_INSERT);
+		ExecConstraints(dest->rri, slot, estate);
+	}
+
+	/* The row must outlive the source's buffers and the per-row memory. */
+	ExecMaterializeSlot(slot);
+	dest->bytes += ExecFetchSlotHeapTuple(slot, false, NULL)->t_len;
+	ResetPerTupleExprContext(estate);
+
+	if (++dest->nused == BULK_MAX_ROWS || dest->bytes >= BULK_MAX_BYTES)
+		flush_rows(dest);
+	return true;
+}
+
+static void
+bulk_shutdown(DestReceiver *self)
+{
+	flush_rows((BulkDest *) self);
+}
+
+static void
+bulk_destroy(DestReceiver *self)
+{
+}
+
+/*
+ * Copy one key range: run the batch's SELECT (plan with the key range as
+ * its two parameters) into the target.  Returns the rows written.
+ */
+uint64
+tools_bulk_copy(const ToolsJob *job, SPIPlanPtr plan, Datum *args)
+{
+	BulkDest   *dest = palloc0(sizeof(BulkDest));
+	SPIExecuteOptions options;
+	ParamListInfo params = makeParamList(2);
+	int			rc;
+	int			i;
+
+	for (i = 0; i < 2; i++)
+	{
+		params->params[i].value = args[i];
+		params->params[i].isnull = false;
+		params->params[i].pflags = PARAM_FLAG_CONST;
+		params->params[i].ptype = job->key_type;
+	}
+
+	dest->pub.receiveSlot = bulk_receive;
+	dest->pub.rStartup = bulk_startup;
+	dest->pub.rShutdown = bulk_shutdown;
+	dest->pub.rDestroy = bulk_destroy;
+	dest->pub.mydest = DestNone;
+	dest->job = job;
+	dest->cxt = CurrentMemoryContext;
+
+	LockRelationOid(job->target, RowExclusiveLock);
+	init_target(dest);
+	init_defaults(dest);
+
+	memset(&options, 0, sizeof(options));
+	options.params = params;
+	options.read_only = false;
+	options.dest = (DestReceiver *) dest;
+	rc = SPI_execute_plan_extended(plan, &options);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan_extended failed: %s",
+			 SPI_result_code_string(rc));
+
+	for (i = 0; i < BULK_MAX_ROWS && dest->slots[i] != NULL; i++)
+		ExecDropSingleTupleTableSlot(dest->slots[i]);
+	FreeBulkInsertState(dest->bistate);
+	table_finish_bulk_insert(dest->rel, 0);
+	ExecCloseResultRelations(dest->estate);
+	ExecCloseRangeTableRelations(dest->estate);
+	FreeExecutorState(dest->estate);
+	return dest->rows;
+}
+
+#endif							/* PG_VERSION_NUM >= 140000 */
