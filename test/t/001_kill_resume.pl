@@ -3,8 +3,14 @@
 # with the same CALL and ends with the target equal to the source: no row
 # missing, none doubled, job.rows equal to the target's count.
 #
-# Twenty-two stops, each from inside the batch, by a trigger on the target that
-# fires on a chosen source row, so the kill points are exact, not timed.
+# Two jobs of the same source: job 1 writes with INSERT (its target has a
+# trigger), job 2 with the bulk path (table_multi_insert).  Each is stopped
+# from inside its batches at chosen source rows, so the kill points are
+# exact, not timed: job 1 by a trigger on its target, job 2 by a function in
+# its condition, on the second time that function sees the row (the first is
+# the batch's bound statement, the second its copy).  Job 2's batches of 1500
+# rows are written in groups of at most 1000: some stops come after a group
+# was written, and that group must go with its batch.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -23,43 +29,60 @@ $node->safe_psql('postgres', qq{
   INSERT INTO source.t SELECT g, md5(g::text) FROM generate_series(1, 5000) g;
   -- No unique key on the target: a doubled row would stay and show.
   CREATE TABLE public.t (v text, id bigint);
+  CREATE TABLE public.b (v text, id bigint);
+  CREATE FUNCTION public.stop_now() RETURNS void LANGUAGE plpgsql AS \$\$
+  BEGIN
+    CASE current_setting('tools_test.how')
+      WHEN 'terminate' THEN
+        PERFORM pg_terminate_backend(pg_backend_pid());
+        PERFORM pg_sleep(10);
+      WHEN 'sigkill' THEN
+        EXECUTE 'COPY (SELECT 1) TO PROGRAM ''kill -9 \$PPID''';
+      WHEN 'immediate' THEN
+        EXECUTE 'COPY (SELECT 1) TO PROGRAM ''kill -QUIT \$(head -n 1 $datadir/postmaster.pid)''';
+        PERFORM pg_sleep(10);
+    END CASE;
+  END \$\$;
   CREATE FUNCTION public.stop_here() RETURNS trigger LANGUAGE plpgsql AS \$\$
   BEGIN
     IF NEW.id::text = current_setting('tools_test.stop_at', true) THEN
-      CASE current_setting('tools_test.how')
-        WHEN 'terminate' THEN
-          PERFORM pg_terminate_backend(pg_backend_pid());
-          PERFORM pg_sleep(10);
-        WHEN 'sigkill' THEN
-          EXECUTE 'COPY (SELECT 1) TO PROGRAM ''kill -9 \$PPID''';
-        WHEN 'immediate' THEN
-          EXECUTE 'COPY (SELECT 1) TO PROGRAM ''kill -QUIT \$(head -n 1 $datadir/postmaster.pid)''';
-          PERFORM pg_sleep(10);
-      END CASE;
+      PERFORM public.stop_now();
     END IF;
     RETURN NEW;
   END \$\$;
   CREATE TRIGGER stop_here AFTER INSERT ON public.t
     FOR EACH ROW EXECUTE FUNCTION public.stop_here();
-  INSERT INTO tools.config (source, target, pkey, batchsize) VALUES ('source.t', 'public.t', 'id', 300);
+  CREATE FUNCTION public.pass(id bigint) RETURNS boolean LANGUAGE plpgsql AS \$\$
+  BEGIN
+    IF id::text = current_setting('tools_test.stop_at', true) THEN
+      IF current_setting('tools_test.seen', true) = 'yes' THEN
+        PERFORM public.stop_now();
+      END IF;
+      PERFORM set_config('tools_test.seen', 'yes', false);
+    END IF;
+    RETURN true;
+  END \$\$;
+  INSERT INTO tools.config (source, target, pkey, batchsize, condition) VALUES
+    ('source.t', 'public.t', 'id', 300, NULL),
+    ('source.t', 'public.b', 'id', 1500, 'public.pass(id)');
   SELECT tools.run();
 });
 
-# After any stop: the target holds exactly the source rows up to lastseq,
-# once each, and job.rows counts them.
+# After any stop: the job's target holds exactly the source rows up to
+# lastseq, once each, and job.rows counts them.
 sub check_consistent
 {
-	my ($label) = @_;
-	my $r = $node->safe_psql('postgres', q{
-	  SELECT (SELECT count(*) FROM public.t) = j.rows,
+	my ($job, $target, $label) = @_;
+	my $r = $node->safe_psql('postgres', qq{
+	  SELECT (SELECT count(*) FROM $target) = j.rows,
 	         (SELECT count(*) FROM (
 	            (SELECT id, v FROM source.t WHERE id <= coalesce(j.lastseq, 0)
-	             EXCEPT ALL SELECT id, v FROM public.t)
+	             EXCEPT ALL SELECT id, v FROM $target)
 	            UNION ALL
-	            (SELECT id, v FROM public.t
+	            (SELECT id, v FROM $target
 	             EXCEPT ALL SELECT id, v FROM source.t WHERE id <= coalesce(j.lastseq, 0))) d) = 0
-	    FROM tools.job j WHERE j.job_id = 1});
-	is($r, "t|t", "$label: target holds the committed batches exactly once");
+	    FROM tools.job j WHERE j.job_id = $job});
+	is($r, "t|t", "job $job, $label: target holds the committed batches exactly once");
 }
 
 sub wait_for_server
@@ -69,44 +92,67 @@ sub wait_for_server
 }
 
 # Kill points: first row, last row of a batch, first row of the next, rows in
-# the middle, the very last row -- under each way of stopping.
-my @stops = (
-	[ 1,    'terminate' ], [ 2,    'sigkill' ],   [ 299,  'immediate' ],
-	[ 300,  'sigkill' ],   [ 301,  'immediate' ], [ 302,  'terminate' ],
-	[ 599,  'terminate' ], [ 600,  'immediate' ], [ 900,  'terminate' ],
-	[ 1234, 'sigkill' ],   [ 1501, 'terminate' ], [ 1801, 'immediate' ],
-	[ 2100, 'sigkill' ],   [ 2400, 'sigkill' ],   [ 2777, 'immediate' ],
-	[ 3333, 'terminate' ], [ 3600, 'sigkill' ],   [ 4200, 'immediate' ],
-	[ 4501, 'terminate' ], [ 4800, 'sigkill' ],   [ 4999, 'immediate' ],
-	[ 5000, 'terminate' ]);
+# the middle, the very last row -- under each way of stopping.  Job 2 adds
+# rows around its groups of 1000.
+my %stops = (
+	1 => [
+		[ 1,    'terminate' ], [ 2,    'sigkill' ],   [ 299,  'immediate' ],
+		[ 300,  'sigkill' ],   [ 301,  'immediate' ], [ 302,  'terminate' ],
+		[ 599,  'terminate' ], [ 600,  'immediate' ], [ 900,  'terminate' ],
+		[ 1234, 'sigkill' ],   [ 1501, 'terminate' ], [ 1801, 'immediate' ],
+		[ 2100, 'sigkill' ],   [ 2400, 'sigkill' ],   [ 2777, 'immediate' ],
+		[ 3333, 'terminate' ], [ 3600, 'sigkill' ],   [ 4200, 'immediate' ],
+		[ 4501, 'terminate' ], [ 4800, 'sigkill' ],   [ 4999, 'immediate' ],
+		[ 5000, 'terminate' ]
+	],
+	2 => [
+		[ 1,    'terminate' ], [ 999,  'sigkill' ],   [ 1001, 'immediate' ],
+		[ 1499, 'terminate' ], [ 1500, 'sigkill' ],   [ 1501, 'immediate' ],
+		[ 2600, 'terminate' ], [ 2999, 'sigkill' ],   [ 3001, 'immediate' ],
+		[ 4499, 'terminate' ], [ 4501, 'sigkill' ],   [ 5000, 'immediate' ]
+	]);
+my %targets = (1 => 'public.t', 2 => 'public.b');
 
-foreach my $stop (@stops)
+foreach my $job (1, 2)
 {
-	my ($at, $how) = @$stop;
-	local $ENV{PGOPTIONS} = "-c tools_test.stop_at=$at -c tools_test.how=$how";
-	my ($rc, $out, $err) = $node->psql('postgres', 'CALL tools.start(1)');
-	isnt($rc, 0, "job stopped at row $at by $how");
+	my $target = $targets{$job};
 
-	# Test clusters run with restart_after_crash off: after a SIGKILL, as
-	# after an immediate shutdown, the server is down until started again,
-	# and starting it runs crash recovery.
-	if ($how ne 'terminate')
+	foreach my $stop (@{ $stops{$job} })
 	{
-		$node->stop('immediate', fail_ok => 1);
-		$node->start;
-	}
-	wait_for_server();
-	check_consistent("after $how at row $at");
-}
+		my ($at, $how) = @$stop;
+		my ($rc, $out, $err);
+		{
+			local $ENV{PGOPTIONS} =
+			  "-c tools_test.stop_at=$at -c tools_test.how=$how -c client_min_messages=debug1";
+			($rc, $out, $err) = $node->psql('postgres', "CALL tools.start($job)");
+		}
+		isnt($rc, 0, "job $job stopped at row $at by $how");
+		like($err,
+			$job == 1 ? qr/with INSERT: the target has insert triggers/
+			          : qr/by bulk insertion/,
+			"job $job takes its path");
 
-$node->safe_psql('postgres', 'CALL tools.start(1)');
-check_consistent('after the final resume');
-is( $node->safe_psql('postgres', q{
-	  SELECT j.state, j.lastseq, j.rows, (SELECT count(*) FROM public.t),
-	         (SELECT count(DISTINCT id) FROM public.t)
-	    FROM tools.job j WHERE j.job_id = 1}),
-	'completed|5000|5000|5000|5000',
-	'the target equals the source after the resumes');
+		# Test clusters run with restart_after_crash off: after a SIGKILL, as
+		# after an immediate shutdown, the server is down until started again,
+		# and starting it runs crash recovery.
+		if ($how ne 'terminate')
+		{
+			$node->stop('immediate', fail_ok => 1);
+			$node->start;
+		}
+		wait_for_server();
+		check_consistent($job, $target, "after $how at row $at");
+	}
+
+	$node->safe_psql('postgres', "CALL tools.start($job)");
+	check_consistent($job, $target, 'after the final resume');
+	is( $node->safe_psql('postgres', qq{
+		  SELECT j.state, j.lastseq, j.rows, (SELECT count(*) FROM $target),
+		         (SELECT count(DISTINCT id) FROM $target)
+		    FROM tools.job j WHERE j.job_id = $job}),
+		'completed|5000|5000|5000|5000',
+		"job $job: the target equals the source after the resumes");
+}
 
 $node->stop;
 done_testing();
