@@ -20,3 +20,9 @@ PROVE_TESTS = test/t/*.pl
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# make bench: tools against plain PostgreSQL on a throwaway cluster
+# (bench/run; BENCH_ROWS and BENCH_REPS change its size)
+.PHONY: bench
+bench:
+	bash bench/run

@@ -600,6 +600,16 @@ copy_batch(CopyState *st)
 	else
 		found = find_upper(st, PLAN_LAST, args, &upper);
 
+	/*
+	 * A batch before the last need not wait for its WAL to reach disk: a
+	 * crash can only undo it whole, its rows with its record, and the resume
+	 * copies it again.  The last batch waits, so that a job is durably
+	 * completed when its call returns.
+	 */
+	if (!last_batch)
+		tools_execute("SET LOCAL synchronous_commit TO off", 0, NULL, NULL,
+					  NULL, SPI_OK_UTILITY);
+
 	if (found)
 	{
 		SPIPlanPtr	plan = st->plans[PLAN_COPY][st->has_last];

@@ -1,0 +1,37 @@
+-- bench/target.sql: the benchmark's database.  The same rows as a local
+-- table, local.t, copied into public.t, whose columns come in another
+-- order; and as a foreign table of the bench_src database, remote.r, copied
+-- into public.r, whose columns come in the source's order (pgcopydb copies
+-- into the table of the same name and needs that order).
+-- psql variables: :rows, :host, :port.
+CREATE EXTENSION tools;
+CREATE EXTENSION postgres_fdw;
+
+CREATE SCHEMA local;
+\set table local.t
+\ir data.sql
+
+CREATE TABLE public.t (
+    amount numeric(12,2),
+    ts     timestamptz,
+    t      text,
+    n      integer NOT NULL,
+    id     bigint PRIMARY KEY
+);
+
+CREATE TABLE public.r (LIKE local.t INCLUDING ALL);
+
+CREATE SERVER bench_src FOREIGN DATA WRAPPER postgres_fdw
+    OPTIONS (host :'host', port :'port', dbname 'bench_src', fetch_size '10000');
+CREATE USER MAPPING FOR CURRENT_USER SERVER bench_src;
+CREATE SCHEMA remote;
+IMPORT FOREIGN SCHEMA public LIMIT TO (r) FROM SERVER bench_src INTO remote;
+
+-- What a copy must equal: count and an order-independent hash of the rows.
+CREATE FUNCTION public.signature(rel regclass) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE s text;
+BEGIN
+  EXECUTE format('SELECT count(*) || '':'' || coalesce(sum(hashtext(x::text)::numeric), 0)
+                    FROM (SELECT id, n, t, ts, amount FROM %s) x', rel) INTO s;
+  RETURN s;
+END $$;
