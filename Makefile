@@ -7,7 +7,7 @@ DATA = $(wildcard sql/tools--*.sql)
 PGFILEDESC = "tools - config-table-driven data migration"
 
 # pg_regress: sql/NAME.sql against expected/NAME.out, in this order
-REGRESS = setup plan copy bulk resume truncate report search_path timeout privileges errors
+REGRESS = setup plan copy bulk resume truncate report search_path timeout privileges errors fdw
 
 # isolation specs: test/specs/*.spec against test/expected/*.out
 ISOLATION = $(basename $(notdir $(wildcard test/specs/*.spec)))
@@ -20,6 +20,8 @@ PROVE_TESTS = test/t/*.pl
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+$(OBJS): src/tools.h
 
 # make bench: tools against plain PostgreSQL on a throwaway cluster
 # (bench/run; BENCH_ROWS and BENCH_REPS change its size)

@@ -352,6 +352,50 @@ free_plans(CopyState *st)
 }
 
 /*
+ * Over a foreign source, a batch's bound statement must sort on the remote
+ * server for its OFFSET and LIMIT to go there too.  The planner sorts
+ * locally when it expects few rows (as with a condition it cannot estimate),
+ * and then every batch fetches the rest of the table: within the job's
+ * transactions, sorting locally is the last resort.
+ */
+static void
+prefer_remote_sort(CopyState *st)
+{
+	if (st->job.source_foreign)
+		tools_execute("SET LOCAL enable_sort TO off", 0, NULL, NULL, NULL,
+					  SPI_OK_UTILITY);
+}
+
+/*
+ * Warn when a foreign source cannot keep a batch to its own rows: its
+ * wrapper leaves the key order or the key range to this server, so every
+ * batch fetches the rest of the table, and the job's cost grows with the
+ * square of its size.
+ */
+static void
+check_pushdown(CopyState *st)
+{
+	bool		next;
+	bool		copy;
+
+	if (!st->job.source_foreign)
+		return;
+	next = st->job.batchsize > 0 &&
+		tools_plan_reads_all(st->plans[PLAN_NEXT][1]);
+	copy = tools_plan_reads_all(st->plans[PLAN_COPY][1]);
+	if (!next && !copy)
+		return;
+	ereport(WARNING,
+			(errmsg("each batch of job %lld reads all the remaining rows of %s",
+					(long long) st->job.job_id, st->job.source_name),
+			 errdetail("The foreign data wrapper of %s does not take the batch's %s: this server %s.",
+					   st->job.source_name,
+					   next ? "key order" : "key range",
+					   next ? "sorts the rows itself" : "filters the rows itself"),
+			 errhint("Copy this source in one batch (batchsize NULL) or in larger batches, or through a wrapper that pushes ORDER BY, LIMIT and WHERE on the key down to the remote server.")));
+}
+
+/*
  * Find the upper end of the next batch with a bound statement; false when
  * no row is left for it.
  */
@@ -555,7 +599,9 @@ begin_job(CopyState *st)
 	MemoryContextSwitchTo(st->cxt);
 	tools_describe_job(&st->job);
 	check_target_owner(st);
+	prefer_remote_sort(st);
 	prepare_plans(st);
+	check_pushdown(st);
 	check_rights(st);
 	check_null_keys(st);
 
@@ -591,6 +637,7 @@ copy_batch(CopyState *st)
 
 	tools_execute("SET CONSTRAINTS ALL IMMEDIATE", 0, NULL, NULL, NULL,
 				  SPI_OK_UTILITY);
+	prefer_remote_sort(st);
 
 	if (job->batchsize > 0 && find_upper(st, PLAN_NEXT, args, &upper))
 	{

@@ -26,11 +26,15 @@
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "catalog/pg_attribute.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "lib/stringinfo.h"
+#include "nodes/nodeFuncs.h"
 #include "nodes/pg_list.h"
+#include "nodes/plannodes.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/plancache.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 #include "utils/varlena.h"
@@ -187,6 +191,7 @@ tools_describe_job(ToolsJob *job)
 	const char *obstacle;
 
 	job->source_name = relation_name(job->source, "source", job->config_id);
+	job->source_foreign = get_rel_relkind(job->source) == RELKIND_FOREIGN_TABLE;
 	job->target_name = relation_name(job->target, "target", job->config_id);
 	describe_key(job);
 	describe_columns(job);
@@ -307,4 +312,62 @@ tools_key_int64(Datum value, Oid type)
 		default:
 			return DatumGetInt64(value);
 	}
+}
+
+static bool
+has_param(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Param))
+		return true;
+	return expression_tree_walker(node, has_param, context);
+}
+
+/*
+ * Whether a plan reads a foreign source beyond what the batch needs: it
+ * sorts the rows locally (the wrapper did not push the key order down), or
+ * filters them locally by the key range (a qual with a parameter: the
+ * wrapper did not push the range down).  Either way each batch fetches
+ * every remaining row of the source.
+ */
+static bool
+plan_reads_all(Plan *plan, bool sorted_above)
+{
+	if (plan == NULL)
+		return false;
+	if (IsA(plan, ForeignScan))
+		return sorted_above || has_param((Node *) plan->qual, NULL);
+	if (IsA(plan, Sort) || IsA(plan, IncrementalSort))
+		sorted_above = true;
+	return plan_reads_all(plan->lefttree, sorted_above) ||
+		plan_reads_all(plan->righttree, sorted_above);
+}
+
+/* Whether the generic plan of a job statement reads all its source. */
+bool
+tools_plan_reads_all(SPIPlanPtr plan)
+{
+	CachedPlanSource *source = linitial(SPI_plan_get_plan_sources(plan));
+	CachedPlan *cplan;
+	bool		result = false;
+	ListCell   *lc;
+
+#if PG_VERSION_NUM >= 140000
+	cplan = GetCachedPlan(source, NULL, NULL, NULL);
+#else
+	cplan = GetCachedPlan(source, NULL, false, NULL);
+#endif
+	foreach(lc, cplan->stmt_list)
+	{
+		PlannedStmt *stmt = lfirst_node(PlannedStmt, lc);
+
+		result = result || plan_reads_all(stmt->planTree, false);
+	}
+#if PG_VERSION_NUM >= 140000
+	ReleaseCachedPlan(cplan, NULL);
+#else
+	ReleaseCachedPlan(cplan, false);
+#endif
+	return result;
 }

@@ -39,6 +39,7 @@ typedef struct ToolsJob
 
 	/* resolved by tools_describe_job() */
 	char	   *source_name;	/* schema-qualified, quoted */
+	bool		source_foreign; /* the source is a foreign table */
 	char	   *target_name;	/* schema-qualified, quoted */
 	char	   *key_name;		/* quoted key column */
 	Oid			key_type;		/* base type of the key: int2, int4 or int8 */
@@ -68,6 +69,7 @@ extern char *tools_bound_sql(const ToolsJob *job, bool lower, bool last);
 extern char *tools_select_sql(const ToolsJob *job, bool lower);
 extern char *tools_copy_sql(const ToolsJob *job, bool lower);
 extern char *tools_null_keys_sql(const ToolsJob *job);
+extern bool tools_plan_reads_all(SPIPlanPtr plan);
 extern Datum tools_key_datum(int64 value, Oid type);
 extern int64 tools_key_int64(Datum value, Oid type);
 
