@@ -388,10 +388,9 @@ check_pushdown(CopyState *st)
 	ereport(WARNING,
 			(errmsg("each batch of job %lld reads all the remaining rows of %s",
 					(long long) st->job.job_id, st->job.source_name),
-			 errdetail("The foreign data wrapper of %s does not take the batch's %s: this server %s.",
-					   st->job.source_name,
-					   next ? "key order" : "key range",
-					   next ? "sorts the rows itself" : "filters the rows itself"),
+			 next ?
+			 errdetail("Its foreign data wrapper does not sort by the key on the remote server: this server sorts the rows itself.") :
+			 errdetail("Its foreign data wrapper does not take the key range to the remote server: this server filters the rows itself."),
 			 errhint("Copy this source in one batch (batchsize NULL) or in larger batches, or through a wrapper that pushes ORDER BY, LIMIT and WHERE on the key down to the remote server.")));
 }
 
