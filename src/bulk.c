@@ -42,10 +42,8 @@
 #include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/guc.h"
-#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
-#include "utils/syscache.h"
 
 #if PG_VERSION_NUM >= 140000
 #include "executor/nodeModifyTable.h"
@@ -57,7 +55,7 @@
 #include "tools.h"
 
 /* tools.bulk_insert: off makes every batch an INSERT statement. */
-bool		tools_bulk_insert = true;
+static bool tools_bulk_insert = true;
 
 void		_PG_init(void);
 

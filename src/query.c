@@ -13,8 +13,9 @@
  *
  * A batch is the key range (lower, upper]: the bound statement finds the
  * upper end as the batchsize-th key above the lower end, and the copy
- * statement moves every row of the range.  Rows sharing the upper key all land in the
- * same batch, so a batch boundary never splits a group of equal keys.
+ * statement moves every row of the range.  Rows sharing the upper key all
+ * land in the same batch, so a batch boundary never splits a group of equal
+ * keys.
  *
  * IDENTIFICATION
  *		src/query.c

@@ -52,7 +52,6 @@ typedef struct ToolsJob
 } ToolsJob;
 
 /* bulk.c */
-extern bool tools_bulk_insert;
 extern const char *tools_bulk_obstacle(const ToolsJob *job);
 extern uint64 tools_bulk_copy(const ToolsJob *job, SPIPlanPtr plan,
 							  Datum *args);
