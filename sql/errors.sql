@@ -1,7 +1,7 @@
 -- Bad input: a clear error naming the object, and nothing lost.
 \set VERBOSITY default
-CREATE TABLE source.e (id int PRIMARY KEY, v text, t text, k int);
-INSERT INTO source.e SELECT g, 'v' || g, 't' || g, g FROM generate_series(1, 20) g;
+CREATE TABLE source.e (id int PRIMARY KEY, v text, t text, k int, p point);
+INSERT INTO source.e SELECT g, 'v' || g, 't' || g, g, point(g, g) FROM generate_series(1, 20) g;
 CREATE TABLE public.e (id int, v text);
 INSERT INTO public.e VALUES (0, 'kept');
 INSERT INTO tools.config (source, target, pkey, batchsize, trunc) VALUES ('source.e', 'public.e', 'id', 5, true);
@@ -38,12 +38,14 @@ SELECT * FROM public.check_job();
 -- Key column not in the target.
 UPDATE tools.config SET pkey = 'k';
 CALL tools.start(2);
--- Key of a type lastseq cannot hold.
-UPDATE tools.config SET pkey = 't';
+-- Key of a type without an order.
+UPDATE tools.config SET pkey = 'p';
 CALL tools.start(2);
 SELECT * FROM public.check_job();
--- Composite keys are not supported yet.
-UPDATE tools.config SET pkey = 'id, v';
+-- Keys that are not a list of columns.
+UPDATE tools.config SET pkey = 'id, id';
+CALL tools.start(2);
+UPDATE tools.config SET pkey = 'id,';
 CALL tools.start(2);
 -- A condition with a syntax error, and one naming an unknown column.
 UPDATE tools.config SET pkey = 'id', condition = 'id >';

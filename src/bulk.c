@@ -355,25 +355,16 @@ bulk_destroy(DestReceiver *self)
 }
 
 /*
- * Copy one key range: run the batch's SELECT (plan with the key range as
- * its two parameters) into the target.  Returns the rows written.
+ * Copy one key range: run the batch's SELECT (plan, with the key range in
+ * params) into the target.  Returns the rows written.
  */
 uint64
-tools_bulk_copy(const ToolsJob *job, SPIPlanPtr plan, Datum *args)
+tools_bulk_copy(const ToolsJob *job, SPIPlanPtr plan, ParamListInfo params)
 {
 	BulkDest   *dest = palloc0(sizeof(BulkDest));
 	SPIExecuteOptions options;
-	ParamListInfo params = makeParamList(2);
 	int			rc;
 	int			i;
-
-	for (i = 0; i < 2; i++)
-	{
-		params->params[i].value = args[i];
-		params->params[i].isnull = false;
-		params->params[i].pflags = PARAM_FLAG_CONST;
-		params->params[i].ptype = job->key_type;
-	}
 
 	dest->pub.receiveSlot = bulk_receive;
 	dest->pub.rStartup = bulk_startup;

@@ -41,6 +41,7 @@
 #include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/datum.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
@@ -67,7 +68,10 @@ typedef struct CopyState
 	MemoryContext scratch;		/* reset after each step */
 	SPIPlanPtr	plans[NUM_PLANS][2];	/* second index: "has a lower end" */
 	bool		has_last;		/* last is the lower end of the next batch */
-	int64		last;
+	Datum	   *last;			/* its key values, in keycxt */
+	MemoryContext keycxt;		/* emptied when last moves */
+	Datum		part_lower;		/* the job's part of the key range */
+	Datum		part_upper;
 	bool		done;
 	TimestampTz mark;			/* elapsed time is counted up to here */
 } CopyState;
@@ -253,11 +257,12 @@ run_step(CopyState *st, CopyStep step)
 }
 
 /*
- * Read the job's configuration (the job keeps its run, not its config) and
- * its position.  Returns whether the job has never started.
+ * Read the job's configuration (the job keeps its run, not its config), its
+ * part of the key range and its position (lastkey, 0 for none, in the
+ * step's memory).  Returns whether the job has never started.
  */
 static bool
-read_config(CopyState *st)
+read_config(CopyState *st, Datum *lastkey)
 {
 	ToolsJob   *job = &st->job;
 	Oid			types[1] = {INT8OID};
@@ -269,7 +274,7 @@ read_config(CopyState *st)
 	Datum		d;
 
 	if (tools_execute("SELECT c.config_id, c.source, c.target, c.pkey, c.condition,"
-					  " c.batchsize, c.trunc, j.lastseq, j.ts IS NULL"
+					  " c.batchsize, c.trunc, j.lastkey, j.ts IS NULL, j.lower, j.upper"
 					  " FROM " TOOLS_SCHEMA ".job AS j JOIN " TOOLS_SCHEMA ".config AS c"
 					  " ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
 					  " WHERE j.job_id OPERATOR(pg_catalog.=) $1",
@@ -294,18 +299,23 @@ read_config(CopyState *st)
 	job->batchsize = isnull ? 0 : DatumGetInt32(d);
 	job->trunc = DatumGetBool(SPI_getbinval(row, desc, 7, &isnull));
 	d = SPI_getbinval(row, desc, 8, &isnull);
-	st->has_last = !isnull;
-	st->last = isnull ? 0 : DatumGetInt64(d);
+	*lastkey = isnull ? (Datum) 0 : datumCopy(d, false, -1);
 	first = DatumGetBool(SPI_getbinval(row, desc, 9, &isnull));
+	job->part_lower = SPI_getvalue(row, desc, 10);
+	if (job->part_lower != NULL)
+		job->part_lower = MemoryContextStrdup(st->cxt, job->part_lower);
+	job->part_upper = SPI_getvalue(row, desc, 11);
+	if (job->part_upper != NULL)
+		job->part_upper = MemoryContextStrdup(st->cxt, job->part_upper);
 	SPI_freetuptable(SPI_tuptable);
 	return first;
 }
 
 /* Prepare a statement and keep its plan past the commits. */
 static SPIPlanPtr
-keep_plan(const char *sql, Oid *types)
+keep_plan(const ToolsJob *job, const char *sql)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, 2, types);
+	SPIPlanPtr	plan = SPI_prepare(sql, NUM_PARAMS(job), tools_param_types(job));
 
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
@@ -320,19 +330,19 @@ keep_plan(const char *sql, Oid *types)
 static void
 prepare_plans(CopyState *st)
 {
-	Oid			types[2] = {st->job.key_type, st->job.key_type};
+	ToolsJob   *job = &st->job;
 	int			lower;
 
 	for (lower = 0; lower <= 1; lower++)
 	{
-		if (st->job.batchsize > 0)
+		if (job->batchsize > 0)
 			st->plans[PLAN_NEXT][lower] =
-				keep_plan(tools_bound_sql(&st->job, lower, false), types);
+				keep_plan(job, tools_bound_sql(job, lower, false));
 		st->plans[PLAN_LAST][lower] =
-			keep_plan(tools_bound_sql(&st->job, lower, true), types);
+			keep_plan(job, tools_bound_sql(job, lower, true));
 		st->plans[PLAN_COPY][lower] =
-			keep_plan(st->job.bulk ? tools_select_sql(&st->job, lower) :
-					  tools_copy_sql(&st->job, lower), types);
+			keep_plan(job, job->bulk ? tools_select_sql(job, lower) :
+					  tools_copy_sql(job, lower));
 	}
 }
 
@@ -395,21 +405,93 @@ check_pushdown(CopyState *st)
 }
 
 /*
- * Find the upper end of the next batch with a bound statement; false when
- * no row is left for it.
+ * The parameters of the next statement: the lower end of the batch, its
+ * upper end (NULL when the statement has none) and the job's part.
+ */
+static ParamListInfo
+batch_params(CopyState *st, Datum *upper)
+{
+	ToolsJob   *job = &st->job;
+	ParamListInfo params = makeParamList(NUM_PARAMS(job));
+	Oid		   *types = tools_param_types(job);
+	int			i;
+
+	for (i = 0; i < NUM_PARAMS(job); i++)
+	{
+		params->params[i].isnull = true;
+		params->params[i].pflags = PARAM_FLAG_CONST;
+		params->params[i].ptype = types[i];
+	}
+	for (i = 0; i < job->nkeys; i++)
+	{
+		if (st->has_last)
+		{
+			params->params[PARAM_LAST(job, i)].value = st->last[i];
+			params->params[PARAM_LAST(job, i)].isnull = false;
+		}
+		if (upper != NULL)
+		{
+			params->params[PARAM_UPPER(job, i)].value = upper[i];
+			params->params[PARAM_UPPER(job, i)].isnull = false;
+		}
+	}
+	params->params[PARAM_PART_LOWER(job)].value = st->part_lower;
+	params->params[PARAM_PART_LOWER(job)].isnull = job->part_lower == NULL;
+	params->params[PARAM_PART_UPPER(job)].value = st->part_upper;
+	params->params[PARAM_PART_UPPER(job)].isnull = job->part_upper == NULL;
+	return params;
+}
+
+/*
+ * Find the upper end of the next batch with a bound statement, into upper
+ * (in the step's memory); false when no row is left for it.
  */
 static bool
-find_upper(CopyState *st, JobPlan which, Datum *args, int64 *upper)
+find_upper(CopyState *st, JobPlan which, Datum *upper)
 {
-	bool		isnull;
+	ToolsJob   *job = &st->job;
 	bool		found;
+	int			i;
 
-	found = tools_execute_plan(st->plans[which][st->has_last], args, true,
-							   SPI_OK_SELECT) > 0;
-	if (found)
-		*upper = tools_key_int64(result_value(1, &isnull), st->job.key_type);
+	found = tools_execute_plan(st->plans[which][st->has_last],
+							   batch_params(st, NULL), true, SPI_OK_SELECT) > 0;
+	for (i = 0; found && i < job->nkeys; i++)
+	{
+		bool		isnull;
+		Datum		d = result_value(i + 1, &isnull);
+
+		upper[i] = datumCopy(d, job->keys[i].typbyval, job->keys[i].typlen);
+	}
 	SPI_freetuptable(SPI_tuptable);
 	return found;
+}
+
+/* Make values the lower end of the next batch. */
+static void
+set_last(CopyState *st, const Datum *values)
+{
+	ToolsJob   *job = &st->job;
+	MemoryContext oldcxt;
+	int			i;
+
+	MemoryContextReset(st->keycxt);
+	oldcxt = MemoryContextSwitchTo(st->keycxt);
+	st->last = palloc(sizeof(Datum) * job->nkeys);
+	for (i = 0; i < job->nkeys; i++)
+		st->last[i] = datumCopy(values[i], job->keys[i].typbyval,
+								job->keys[i].typlen);
+	MemoryContextSwitchTo(oldcxt);
+	st->has_last = true;
+}
+
+/* Make a position kept in tools.job.lastkey the lower end of the next batch. */
+static void
+set_last_from_array(CopyState *st, Datum lastkey)
+{
+	Datum	   *values = palloc(sizeof(Datum) * st->job.nkeys);
+
+	tools_key_from_array(&st->job, lastkey, values);
+	set_last(st, values);
 }
 
 /*
@@ -420,35 +502,50 @@ find_upper(CopyState *st, JobPlan which, Datum *args, int64 *upper)
 static void
 check_rights(CopyState *st)
 {
-	Oid			types[2] = {st->job.key_type, st->job.key_type};
-	Datum		values[2] = {tools_key_datum(0, st->job.key_type),
-							 tools_key_datum(0, st->job.key_type)};
+	ToolsJob   *job = &st->job;
+	Datum	   *values = palloc0(sizeof(Datum) * NUM_PARAMS(job));
+	char	   *nulls = palloc(NUM_PARAMS(job));
 
-	tools_execute(psprintf("EXPLAIN %s", tools_copy_sql(&st->job, true)),
-				  2, types, values, NULL, SPI_OK_UTILITY);
+	memset(nulls, 'n', NUM_PARAMS(job));
+	tools_execute(psprintf("EXPLAIN %s", tools_copy_sql(job, true)),
+				  NUM_PARAMS(job), tools_param_types(job), values, nulls,
+				  SPI_OK_UTILITY);
 }
 
-/* Refuse rows that no key range reaches, before any row moves. */
+/*
+ * Refuse rows that no key range reaches, before any row moves.  They belong
+ * to the part of a split configuration that is open below: its job counts
+ * them in the whole source.
+ */
 static void
 check_null_keys(CopyState *st)
 {
+	ToolsJob   *job = &st->job;
+	bool		nullable = false;
 	bool		isnull;
 	int64		count;
+	int			i;
 
-	if (st->job.key_not_null)
+	for (i = 0; i < job->nkeys; i++)
+		nullable = nullable || !job->keys[i].not_null;
+	if (!nullable || job->part_lower != NULL)
 		return;
-	tools_execute(tools_null_keys_sql(&st->job), 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	tools_execute(tools_null_keys_sql(job), 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	count = DatumGetInt64(result_value(1, &isnull));
 	SPI_freetuptable(SPI_tuptable);
 	if (count > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 job->nkeys == 1 ?
 				 errmsg("source %s has %lld rows whose key %s is NULL",
-						st->job.source_name, (long long) count,
-						st->job.key_name),
+						job->source_name, (long long) count,
+						job->keys[0].name) :
+				 errmsg("source %s has %lld rows with a NULL in key (%s)",
+						job->source_name, (long long) count,
+						tools_key_list(job, "")),
 				 errdetail("Batches follow key ranges, and no range holds a NULL key: these rows would be left behind."),
-				 errhint("Give these rows a key in the source, or leave them out knowingly with the condition \"%s IS NOT NULL\".",
-						 st->job.key_name)));
+				 errhint("Give these rows a key in the source, or leave them out knowingly with the condition \"%s\".",
+						 tools_key_not_null(job))));
 }
 
 /*
@@ -526,18 +623,22 @@ check_target_owner(CopyState *st)
 
 /*
  * On the job's first start: empty the target if this run truncates it and
- * no job of the run has started on it yet, and otherwise continue above the
- * highest key that earlier runs of this configuration reached.
+ * no job of the run has started on it yet, and otherwise continue where
+ * earlier runs of this configuration stopped in the same part of the key
+ * range: at the position of the latest job that has one.  A job starts at
+ * the position its predecessor reached, so the latest is the furthest.
  */
 static void
 prepare_target(CopyState *st)
 {
 	Oid			types[2] = {INT8OID, OIDOID};
 	Datum		values[2];
+	Oid			part_types[4] = {INT8OID, INT8OID, TEXTOID, TEXTOID};
+	Datum		part_values[4];
+	char		part_nulls[4] = {' ', ' ', ' ', ' '};
 	bool		isnull;
 	bool		truncates;
 	bool		started;
-	Datum		d;
 
 	values[0] = Int64GetDatum(st->job.run_id);
 	values[1] = ObjectIdGetDatum(st->job.target);
@@ -560,20 +661,50 @@ prepare_target(CopyState *st)
 		return;
 	}
 
-	values[0] = Int64GetDatum(st->job.config_id);
-	values[1] = Int64GetDatum(st->job.job_id);
-	types[1] = INT8OID;
-	tools_execute("SELECT pg_catalog.max(lastseq) FROM " TOOLS_SCHEMA ".job"
+	part_values[0] = Int64GetDatum(st->job.config_id);
+	part_values[1] = Int64GetDatum(st->job.job_id);
+	if (st->job.part_lower != NULL)
+		part_values[2] = CStringGetTextDatum(st->job.part_lower);
+	else
+		part_nulls[2] = 'n';
+	if (st->job.part_upper != NULL)
+		part_values[3] = CStringGetTextDatum(st->job.part_upper);
+	else
+		part_nulls[3] = 'n';
+
+	tools_execute("SELECT lastkey FROM " TOOLS_SCHEMA ".job"
 				  " WHERE config_id OPERATOR(pg_catalog.=) $1"
-				  " AND job_id OPERATOR(pg_catalog.<>) $2",
-				  2, types, values, NULL, SPI_OK_SELECT);
-	d = result_value(1, &isnull);
-	if (!isnull)
-	{
-		st->has_last = true;
-		st->last = DatumGetInt64(d);
-	}
+				  " AND job_id OPERATOR(pg_catalog.<>) $2 AND lastkey IS NOT NULL"
+				  " AND (lower OPERATOR(pg_catalog.=) $3 OR lower IS NULL AND $3 IS NULL)"
+				  " AND (upper OPERATOR(pg_catalog.=) $4 OR upper IS NULL AND $4 IS NULL)"
+				  " ORDER BY job_id DESC LIMIT 1",
+				  4, part_types, part_values, part_nulls, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		set_last_from_array(st, result_value(1, &isnull));
 	SPI_freetuptable(SPI_tuptable);
+}
+
+/*
+ * A position as the parameters that record it in tools.job: lastkey (text[])
+ * and lastseq (bigint, for an integer key); NULL when position is NULL.
+ */
+static void
+position_params(CopyState *st, const Datum *position, Oid *types,
+				Datum *values, char *nulls)
+{
+	types[0] = TEXTARRAYOID;
+	types[1] = INT8OID;
+	nulls[0] = nulls[1] = 'n';
+	values[0] = values[1] = (Datum) 0;
+	if (position == NULL)
+		return;
+	values[0] = tools_key_array(&st->job, position);
+	nulls[0] = ' ';
+	if (st->job.integer_key)
+	{
+		values[1] = Int64GetDatum(tools_key_int64(&st->job, position));
+		nulls[1] = ' ';
+	}
 }
 
 /*
@@ -584,19 +715,27 @@ prepare_target(CopyState *st)
 static void
 begin_job(CopyState *st)
 {
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2];
-	char		nulls[2] = {' ', ' '};
+	ToolsJob   *job = &st->job;
+	Oid			types[3] = {INT8OID};
+	Datum		values[3];
+	char		nulls[3] = {' '};
 	bool		first;
+	Datum		lastkey;
 
-	values[0] = Int64GetDatum(st->job.run_id);
+	values[0] = Int64GetDatum(job->run_id);
 	tools_execute("SELECT FROM " TOOLS_SCHEMA ".run"
 				  " WHERE run_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 				  1, types, values, NULL, SPI_OK_SELECT);
 
-	first = read_config(st);
+	first = read_config(st, &lastkey);
 	MemoryContextSwitchTo(st->cxt);
-	tools_describe_job(&st->job);
+	tools_describe_job(job);
+	if (job->part_lower != NULL)
+		st->part_lower = tools_key_value(&job->keys[0], job->part_lower);
+	if (job->part_upper != NULL)
+		st->part_upper = tools_key_value(&job->keys[0], job->part_upper);
+	if (lastkey != (Datum) 0)
+		set_last_from_array(st, lastkey);
 	check_target_owner(st);
 	prefer_remote_sort(st);
 	prepare_plans(st);
@@ -607,13 +746,14 @@ begin_job(CopyState *st)
 	if (first)
 		prepare_target(st);
 
-	values[0] = Int64GetDatum(st->job.job_id);
-	values[1] = Int64GetDatum(st->last);
-	nulls[1] = st->has_last ? ' ' : 'n';
+	values[0] = Int64GetDatum(job->job_id);
+	position_params(st, st->has_last ? st->last : NULL, &types[1], &values[1],
+					&nulls[1]);
 	tools_execute("UPDATE " TOOLS_SCHEMA ".job SET state = 'running', error = NULL,"
-				  " ts = COALESCE(ts, LOCALTIMESTAMP), lastseq = $2"
+				  " ts = COALESCE(ts, LOCALTIMESTAMP),"
+				  " lastkey = COALESCE($2, lastkey), lastseq = COALESCE($3, lastseq)"
 				  " WHERE job_id OPERATOR(pg_catalog.=) $1",
-				  2, types, values, nulls, SPI_OK_UPDATE);
+				  3, types, values, nulls, SPI_OK_UPDATE);
 }
 
 /*
@@ -624,27 +764,26 @@ static void
 copy_batch(CopyState *st)
 {
 	ToolsJob   *job = &st->job;
-	Datum		args[2] = {tools_key_datum(st->last, job->key_type), 0};
-	Oid			types[5] = {INT8OID, INT8OID, INT8OID, INTERVALOID, BOOLOID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Datum	   *upper = palloc(sizeof(Datum) * job->nkeys);
+	Oid			types[6] = {INT8OID, TEXTARRAYOID, INT8OID, INT8OID, INTERVALOID, BOOLOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	Interval	span;
 	uint64		copied = 0;
 	bool		found = false;
 	bool		last_batch = true;
-	int64		upper = 0;
 
 	tools_execute("SET CONSTRAINTS ALL IMMEDIATE", 0, NULL, NULL, NULL,
 				  SPI_OK_UTILITY);
 	prefer_remote_sort(st);
 
-	if (job->batchsize > 0 && find_upper(st, PLAN_NEXT, args, &upper))
+	if (job->batchsize > 0 && find_upper(st, PLAN_NEXT, upper))
 	{
 		found = true;
 		last_batch = false;
 	}
 	else
-		found = find_upper(st, PLAN_LAST, args, &upper);
+		found = find_upper(st, PLAN_LAST, upper);
 
 	/*
 	 * A batch before the last need not wait for its WAL to reach disk: a
@@ -659,34 +798,31 @@ copy_batch(CopyState *st)
 	if (found)
 	{
 		SPIPlanPtr	plan = st->plans[PLAN_COPY][st->has_last];
+		ParamListInfo params = batch_params(st, upper);
 
-		args[1] = tools_key_datum(upper, job->key_type);
 		if (job->bulk)
-			copied = tools_bulk_copy(job, plan, args);
+			copied = tools_bulk_copy(job, plan, params);
 		else
-			copied = tools_execute_plan(plan, args, false, SPI_OK_INSERT);
+			copied = tools_execute_plan(plan, params, false, SPI_OK_INSERT);
 	}
 
 	values[0] = Int64GetDatum(job->job_id);
-	values[1] = Int64GetDatum(upper);
-	nulls[1] = found ? ' ' : 'n';
-	values[2] = Int64GetDatum((int64) copied);
+	position_params(st, found ? upper : NULL, &types[1], &values[1], &nulls[1]);
+	values[3] = Int64GetDatum((int64) copied);
 	elapsed_since(st, &span);
-	values[3] = IntervalPGetDatum(&span);
-	values[4] = BoolGetDatum(last_batch);
-	tools_execute("UPDATE " TOOLS_SCHEMA ".job SET lastseq = COALESCE($2, lastseq),"
-				  " rows = rows OPERATOR(pg_catalog.+) $3,"
-				  " elapsed = elapsed OPERATOR(pg_catalog.+) $4,"
-				  " state = CASE WHEN $5 THEN 'completed' ELSE 'running' END"
+	values[4] = IntervalPGetDatum(&span);
+	values[5] = BoolGetDatum(last_batch);
+	tools_execute("UPDATE " TOOLS_SCHEMA ".job SET lastkey = COALESCE($2, lastkey),"
+				  " lastseq = COALESCE($3, lastseq),"
+				  " rows = rows OPERATOR(pg_catalog.+) $4,"
+				  " elapsed = elapsed OPERATOR(pg_catalog.+) $5,"
+				  " state = CASE WHEN $6 THEN 'completed' ELSE 'running' END"
 				  "::" TOOLS_SCHEMA ".state"
 				  " WHERE job_id OPERATOR(pg_catalog.=) $1",
-				  5, types, values, nulls, SPI_OK_UPDATE);
+				  6, types, values, nulls, SPI_OK_UPDATE);
 
 	if (found)
-	{
-		st->has_last = true;
-		st->last = upper;
-	}
+		set_last(st, upper);
 	st->done = last_batch;
 }
 
@@ -712,6 +848,8 @@ run_job(int64 job_id)
 	st->cxt = CurrentMemoryContext;
 	st->scratch = AllocSetContextCreate(st->cxt, "tools step",
 										ALLOCSET_DEFAULT_SIZES);
+	st->keycxt = AllocSetContextCreate(st->cxt, "tools key",
+									   ALLOCSET_SMALL_SIZES);
 	load_job(st, job_id);
 
 	errcb.callback = job_error_context;

@@ -16,6 +16,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -23,6 +24,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/tuplestore.h"
 
 #include "tools.h"
@@ -96,6 +98,246 @@ resolve_targets(ArrayType *names)
 	return values[0];
 }
 
+/* Pages a sample reads to cut a source without statistics into parts. */
+#define SAMPLE_PAGES 300
+
+/* A configuration row as tools.run() plans it. */
+typedef struct PlanConfig
+{
+	ToolsJob	job;			/* config_id, source, target, pkey, condition */
+	bool		trunc;
+	int32		parts;			/* 1 for NULL */
+} PlanConfig;
+
+/* The elements of an array of any type. */
+static void
+deconstruct_any(Datum array, Datum **elems, bool **nulls, int *n)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(array);
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	get_typlenbyvalalign(ARR_ELEMTYPE(arr), &typlen, &typbyval, &typalign);
+	deconstruct_array(arr, ARR_ELEMTYPE(arr), typlen, typbyval, typalign,
+					  elems, nulls, n);
+}
+
+/*
+ * The key values that cut the source into parts of about equal size, from
+ * the histogram of its first key column, in order; NULL when it has none.
+ * The histogram's bounds cut the column's values into buckets of equal
+ * frequency; the cuts are the bounds nearest to each n-th of them.
+ */
+static List *
+cuts_from_statistics(PlanConfig *cfg)
+{
+	ToolsJob   *job = &cfg->job;
+	Oid			types[3] = {NAMEOID, NAMEOID, NAMEOID};
+	Datum		values[3];
+	bool		isnull;
+	Datum		d;
+	Datum	   *elems;
+	int			n;
+	int			i;
+	List	   *cuts = NIL;
+
+	values[0] = DirectFunctionCall1(namein,
+									CStringGetDatum(get_namespace_name(get_rel_namespace(job->source))));
+	values[1] = DirectFunctionCall1(namein, CStringGetDatum(get_rel_name(job->source)));
+	values[2] = DirectFunctionCall1(namein, CStringGetDatum(job->keys[0].attname));
+	if (tools_execute("SELECT histogram_bounds FROM pg_catalog.pg_stats"
+					  " WHERE schemaname OPERATOR(pg_catalog.=) $1"
+					  " AND tablename OPERATOR(pg_catalog.=) $2"
+					  " AND attname OPERATOR(pg_catalog.=) $3"
+					  " ORDER BY inherited DESC LIMIT 1",
+					  3, types, values, NULL, SPI_OK_SELECT) == 0)
+		return NULL;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		return NULL;
+	deconstruct_any(d, &elems, NULL, &n);
+	if (n < 2)
+		return NULL;
+	for (i = 1; i < cfg->parts; i++)
+		cuts = lappend(cuts, tools_key_text(&job->keys[0],
+											elems[(i * (n - 1) + cfg->parts / 2) / cfg->parts]));
+	return cuts;
+}
+
+/*
+ * The cuts from a sample of a few hundred pages of a table: the key values
+ * at each n-th of the sampled rows that meet the condition.
+ */
+static List *
+cuts_from_sample(PlanConfig *cfg)
+{
+	ToolsJob   *job = &cfg->job;
+	Oid			types[2] = {FLOAT8ARRAYOID, FLOAT4OID};
+	Datum		values[2];
+	Datum	   *fractions = palloc(sizeof(Datum) * (cfg->parts - 1));
+	Datum	   *elems;
+	bool	   *nulls;
+	bool		isnull;
+	double		pages;
+	Datum		d;
+	int			n;
+	int			i;
+	List	   *cuts = NIL;
+	StringInfoData sql;
+
+	values[0] = ObjectIdGetDatum(job->source);
+	types[0] = REGCLASSOID;
+	tools_execute("SELECT pg_catalog.sum(pg_catalog.pg_relation_size(relid))::pg_catalog.float8"
+				  " FROM pg_catalog.pg_partition_tree($1)",
+				  1, types, values, NULL, SPI_OK_SELECT);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	pages = isnull ? 0 : DatumGetFloat8(d) / BLCKSZ;
+
+	for (i = 1; i < cfg->parts; i++)
+		fractions[i - 1] = Float8GetDatum((double) i / cfg->parts);
+	types[0] = FLOAT8ARRAYOID;
+	values[0] = PointerGetDatum(construct_array(fractions, cfg->parts - 1,
+												FLOAT8OID, sizeof(float8),
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[1] = Float4GetDatum(pages <= SAMPLE_PAGES ? 100.0 :
+							   100.0 * SAMPLE_PAGES / pages);
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT pg_catalog.percentile_disc($1) WITHIN GROUP (ORDER BY %s)"
+					 " FROM %s TABLESAMPLE SYSTEM ($2) WHERE %s",
+					 job->keys[0].name, job->source_name, tools_key_not_null(job));
+	if (job->condition != NULL)
+		appendStringInfo(&sql, " AND (%s)", job->condition);
+	tools_execute(sql.data, 2, types, values, NULL, SPI_OK_SELECT);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		return NIL;
+	deconstruct_any(d, &elems, &nulls, &n);
+	for (i = 0; i < n; i++)
+		if (!nulls[i])
+			cuts = lappend(cuts, tools_key_text(&job->keys[0], elems[i]));
+	return cuts;
+}
+
+/*
+ * Cut a configuration's source into cfg->parts ranges of its first key
+ * column: from its statistics, or from a sample where a table has none.
+ * Returns the cuts in order, without repeats (a key with few values gives
+ * fewer parts).
+ */
+static List *
+cut_source(PlanConfig *cfg)
+{
+	ToolsJob   *job = &cfg->job;
+	List	   *cuts;
+	List	   *distinct = NIL;
+	ListCell   *lc;
+	char		relkind;
+
+	tools_describe_relations(job);
+	tools_describe_key(job);
+	cuts = cuts_from_statistics(cfg);
+	if (cuts == NULL)
+	{
+		relkind = get_rel_relkind(job->source);
+		if (relkind != RELKIND_RELATION && relkind != RELKIND_MATVIEW &&
+			relkind != RELKIND_PARTITIONED_TABLE)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("source %s has no statistics to cut it into %d parts",
+							job->source_name, cfg->parts),
+					 errdetail("Parts are cut from the statistics of the key's first column; only tables can be sampled instead."),
+					 errhint("Run ANALYZE %s (a foreign table is sampled on its server), then plan the run again; or set parts of tools.config row %lld to NULL.",
+							 job->source_name, (long long) job->config_id)));
+		cuts = cuts_from_sample(cfg);
+	}
+	foreach(lc, cuts)
+		if (distinct == NIL || strcmp(llast(distinct), lfirst(lc)) != 0)
+			distinct = lappend(distinct, lfirst(lc));
+	if (list_length(distinct) + 1 < cfg->parts)
+		ereport(NOTICE,
+				(errmsg("source %s is cut into %d parts, not %d",
+						job->source_name, list_length(distinct) + 1, cfg->parts),
+				 errdetail("Its key has too few distinct values, or too few rows, for more.")));
+	return distinct;
+}
+
+/* Plan one job of the run over the part [lower, upper) of the key. */
+static void
+plan_job(int64 run_id, PlanConfig *cfg, const char *lower, const char *upper)
+{
+	Oid			types[4] = {INT8OID, INT8OID, TEXTOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	values[0] = Int64GetDatum(run_id);
+	values[1] = Int64GetDatum(cfg->job.config_id);
+	values[2] = lower ? CStringGetTextDatum(lower) : (Datum) 0;
+	nulls[2] = lower ? ' ' : 'n';
+	values[3] = upper ? CStringGetTextDatum(upper) : (Datum) 0;
+	nulls[3] = upper ? ' ' : 'n';
+	tools_execute("INSERT INTO " TOOLS_SCHEMA ".job (run_id, config_id, lower, upper)"
+				  " VALUES ($1, $2, $3, $4)",
+				  4, types, values, nulls, SPI_OK_INSERT);
+}
+
+/*
+ * Plan the jobs of a configuration row.  A configuration that does not
+ * truncate its target continues in the parts of its latest run that
+ * recorded a position, so that each new job resumes where the job of the
+ * same part stopped; other configurations are cut anew.
+ */
+static void
+plan_config(int64 run_id, PlanConfig *cfg)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(cfg->job.config_id)};
+	List	   *cuts;
+	ListCell   *lc;
+	const char *lower = NULL;
+
+	if (!cfg->trunc &&
+		tools_execute("SELECT lower, upper, run_id FROM " TOOLS_SCHEMA ".job"
+					  " WHERE run_id OPERATOR(pg_catalog.=) (SELECT pg_catalog.max(run_id)"
+					  " FROM " TOOLS_SCHEMA ".job WHERE config_id OPERATOR(pg_catalog.=) $1"
+					  " AND lastkey IS NOT NULL)"
+					  " AND config_id OPERATOR(pg_catalog.=) $1 ORDER BY job_id",
+					  1, types, values, NULL, SPI_OK_SELECT) > 0)
+	{
+		SPITupleTable *parts = SPI_tuptable;
+		uint64		n = SPI_processed;
+		uint64		i;
+
+		if (n != (uint64) cfg->parts)
+			ereport(NOTICE,
+					(errmsg("configuration %lld continues in the %d parts of run %s",
+							(long long) cfg->job.config_id, (int) n,
+							SPI_getvalue(parts->vals[0], parts->tupdesc, 3)),
+					 errdetail("It does not truncate its target: each job continues where the job of its part stopped."),
+					 errhint("parts = %d applies to a run that truncates the target.",
+							 cfg->parts)));
+		for (i = 0; i < n; i++)
+			plan_job(run_id, cfg,
+					 SPI_getvalue(parts->vals[i], parts->tupdesc, 1),
+					 SPI_getvalue(parts->vals[i], parts->tupdesc, 2));
+		return;
+	}
+
+	if (cfg->parts <= 1)
+	{
+		plan_job(run_id, cfg, NULL, NULL);
+		return;
+	}
+	cuts = cut_source(cfg);
+	foreach(lc, cuts)
+	{
+		plan_job(run_id, cfg, lower, lfirst(lc));
+		lower = lfirst(lc);
+	}
+	plan_job(run_id, cfg, lower, NULL);
+}
+
 PG_FUNCTION_INFO_V1(tools_run);
 
 /*
@@ -111,6 +353,8 @@ tools_run(PG_FUNCTION_ARGS)
 	Datum		values[2];
 	bool		isnull;
 	int64		run_id;
+	SPITupleTable *configs;
+	uint64		nconfigs;
 	uint64		i;
 
 	if (PG_ARGISNULL(0))
@@ -132,17 +376,36 @@ tools_run(PG_FUNCTION_ARGS)
 
 	/* Job ids follow the order of the statements. */
 	values[0] = Int64GetDatum(run_id);
-	tools_execute("INSERT INTO " TOOLS_SCHEMA ".job (run_id, config_id)"
-				  " SELECT $1, config_id FROM " TOOLS_SCHEMA ".config"
-				  " WHERE pg_catalog.cardinality($2) OPERATOR(pg_catalog.=) 0"
-				  " OR target::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($2)"
-				  " ORDER BY priority NULLS LAST, config_id",
-				  2, types, values, NULL, SPI_OK_INSERT);
-	if (SPI_processed == 0)
+	nconfigs = tools_execute("SELECT config_id, source, target, pkey, condition,"
+							 " trunc, parts FROM " TOOLS_SCHEMA ".config"
+							 " WHERE pg_catalog.cardinality($2) OPERATOR(pg_catalog.=) 0"
+							 " OR target::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($2)"
+							 " ORDER BY priority NULLS LAST, config_id",
+							 2, types, values, NULL, SPI_OK_SELECT);
+	if (nconfigs == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("tools.config has no rows to plan"),
 				 errhint("Add a row per source-to-target copy to tools.config.")));
+	configs = SPI_tuptable;
+	for (i = 0; i < nconfigs; i++)
+	{
+		HeapTuple	row = configs->vals[i];
+		TupleDesc	cdesc = configs->tupdesc;
+		PlanConfig	cfg;
+		Datum		d;
+
+		memset(&cfg, 0, sizeof(cfg));
+		cfg.job.config_id = DatumGetInt32(SPI_getbinval(row, cdesc, 1, &isnull));
+		cfg.job.source = DatumGetObjectId(SPI_getbinval(row, cdesc, 2, &isnull));
+		cfg.job.target = DatumGetObjectId(SPI_getbinval(row, cdesc, 3, &isnull));
+		cfg.job.pkey = SPI_getvalue(row, cdesc, 4);
+		cfg.job.condition = SPI_getvalue(row, cdesc, 5);
+		cfg.trunc = DatumGetBool(SPI_getbinval(row, cdesc, 6, &isnull));
+		d = SPI_getbinval(row, cdesc, 7, &isnull);
+		cfg.parts = isnull ? 1 : DatumGetInt32(d);
+		plan_config(run_id, &cfg);
+	}
 
 	tools_execute("SELECT j.job_id, c.target"
 				  " FROM " TOOLS_SCHEMA ".job AS j JOIN " TOOLS_SCHEMA ".config AS c"

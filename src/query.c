@@ -65,84 +65,6 @@ relation_name(Oid relid, const char *role, int64 config_id)
 }
 
 /*
- * The source's key column named by config.pkey: its exact name first (as the
- * catalogs spell it), then as an SQL identifier, so "Id" and "\"Id\"" both
- * find a column named Id.
- */
-static AttrNumber
-key_attnum(const ToolsJob *job, char **name)
-{
-	AttrNumber	attnum = get_attnum(job->source, job->pkey);
-	List	   *names = NIL;
-
-	*name = job->pkey;
-	if (attnum == InvalidAttrNumber &&
-		SplitIdentifierString(pstrdup(job->pkey), ',', &names))
-	{
-		if (list_length(names) > 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("composite key \"%s\" of configuration %lld is not supported",
-							job->pkey, (long long) job->config_id),
-					 errhint("Set pkey to one integer column of %s.",
-							 job->source_name)));
-		if (names != NIL)
-		{
-			*name = linitial(names);
-			attnum = get_attnum(job->source, *name);
-		}
-	}
-	if (attnum <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("key column \"%s\" does not exist in source %s",
-						job->pkey, job->source_name),
-				 errhint("Set pkey of tools.config row %lld to a column of the source.",
-						 (long long) job->config_id)));
-	return attnum;
-}
-
-/* Resolve the key column: its name, base type and nullability. */
-static void
-describe_key(ToolsJob *job)
-{
-	char	   *name;
-	AttrNumber	attnum = key_attnum(job, &name);
-	HeapTuple	tuple;
-	Form_pg_attribute att;
-
-	tuple = SearchSysCache2(ATTNUM, ObjectIdGetDatum(job->source),
-							Int16GetDatum(attnum));
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for attribute %d of relation %u",
-			 attnum, job->source);
-	att = (Form_pg_attribute) GETSTRUCT(tuple);
-	job->key_type = getBaseType(att->atttypid);
-	job->key_not_null = att->attnotnull;
-	ReleaseSysCache(tuple);
-
-	if (job->key_type != INT2OID && job->key_type != INT4OID &&
-		job->key_type != INT8OID)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("key column \"%s\" of source %s has type %s, which tools cannot use as a key",
-						name, job->source_name, format_type_be(job->key_type)),
-				 errdetail("The resume position is kept in tools.job.lastseq, a bigint: keys must be smallint, integer or bigint."),
-				 errhint("Set pkey of tools.config row %lld to an integer column.",
-						 (long long) job->config_id)));
-
-	if (get_attnum(job->target, name) == InvalidAttrNumber)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("key column \"%s\" does not exist in target %s",
-						name, job->target_name),
-				 errdetail("Columns are matched by name, and the key must be copied."),
-				 errhint("Add the column to the target, or choose another pkey.")));
-
-	job->key_name = pstrdup(quote_identifier(name));
-}
-
-/*
  * The insert's column list: every target column that the source has too,
  * matched by name, in the target's order.  Generated columns are left to the
  * target; target columns the source lacks take their defaults; source
@@ -186,15 +108,22 @@ describe_columns(ToolsJob *job)
 	job->columns = buf.data;
 }
 
+/* Resolve the job's relations. */
+void
+tools_describe_relations(ToolsJob *job)
+{
+	job->source_name = relation_name(job->source, "source", job->config_id);
+	job->source_foreign = get_rel_relkind(job->source) == RELKIND_FOREIGN_TABLE;
+	job->target_name = relation_name(job->target, "target", job->config_id);
+}
+
 void
 tools_describe_job(ToolsJob *job)
 {
 	const char *obstacle;
 
-	job->source_name = relation_name(job->source, "source", job->config_id);
-	job->source_foreign = get_rel_relkind(job->source) == RELKIND_FOREIGN_TABLE;
-	job->target_name = relation_name(job->target, "target", job->config_id);
-	describe_key(job);
+	tools_describe_relations(job);
+	tools_describe_key(job);
 	describe_columns(job);
 	obstacle = tools_bulk_obstacle(job);
 	job->bulk = obstacle == NULL;
@@ -206,10 +135,93 @@ tools_describe_job(ToolsJob *job)
 			 (long long) job->job_id, job->target_name, obstacle);
 }
 
+/* The types of the statements' parameters, in the order of PARAM_*. */
+Oid *
+tools_param_types(const ToolsJob *job)
+{
+	Oid		   *types = palloc(sizeof(Oid) * NUM_PARAMS(job));
+	int			i;
+
+	for (i = 0; i < job->nkeys; i++)
+	{
+		types[PARAM_LAST(job, i)] = job->keys[i].type;
+		types[PARAM_UPPER(job, i)] = job->keys[i].type;
+	}
+	types[PARAM_PART_LOWER(job)] = job->keys[0].type;
+	types[PARAM_PART_UPPER(job)] = job->keys[0].type;
+	return types;
+}
+
+/* The key columns, each followed by suffix: "a, b" or "a DESC, b DESC". */
+char *
+tools_key_list(const ToolsJob *job, const char *suffix)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	for (i = 0; i < job->nkeys; i++)
+		appendStringInfo(&buf, "%s%s%s", i > 0 ? ", " : "", job->keys[i].name,
+						 suffix);
+	return buf.data;
+}
+
+/* "a IS NOT NULL AND b IS NOT NULL" */
+char *
+tools_key_not_null(const ToolsJob *job)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	for (i = 0; i < job->nkeys; i++)
+		appendStringInfo(&buf, "%s%s IS NOT NULL", i > 0 ? " AND " : "",
+						 job->keys[i].name);
+	return buf.data;
+}
+
 /*
- * WHERE clause of a batch: the condition, then the key range.  $1 is the
- * lower end, excluded (absent for the first batch), $2 the upper end,
- * included; without an upper end the range is open above.
+ * Compare the first n key columns, in key order, with the parameters from
+ * number first on, by a btree strategy (<, <=, >= or >).  Several columns
+ * are compared as rows where the planner can take that as an index range;
+ * otherwise written out column by column, in a form a foreign data wrapper
+ * sends to the remote server whole: (a, b) > (x, y) is
+ * a >= x AND (a > x OR b > y).
+ */
+static void
+append_key_compare(StringInfo buf, const ToolsJob *job, int n, int strategy,
+				   int first)
+{
+	bool		greater = strategy == BTGreaterStrategyNumber ||
+		strategy == BTGreaterEqualStrategyNumber;
+	int			loose = greater ? BTGreaterEqualStrategyNumber : BTLessEqualStrategyNumber;
+	int			strict = greater ? BTGreaterStrategyNumber : BTLessStrategyNumber;
+	int			i;
+
+	if (n > 1 && job->row_compare)
+	{
+		appendStringInfo(buf, "ROW(%s) %s ROW(", tools_key_list(job, ""),
+						 job->keys[0].ops[strategy]);
+		for (i = 0; i < n; i++)
+			appendStringInfo(buf, "%s$%d", i > 0 ? ", " : "", first + i + 1);
+		appendStringInfoChar(buf, ')');
+		return;
+	}
+	for (i = 0; i < n - 1; i++)
+		appendStringInfo(buf, "%s %s $%d AND (%s %s $%d OR ",
+						 job->keys[i].name, job->keys[i].ops[loose], first + i + 1,
+						 job->keys[i].name, job->keys[i].ops[strict], first + i + 1);
+	appendStringInfo(buf, "%s %s $%d", job->keys[n - 1].name,
+					 job->keys[n - 1].ops[strategy], first + n);
+	for (i = 0; i < n - 1; i++)
+		appendStringInfoChar(buf, ')');
+}
+
+/*
+ * WHERE clause of a batch: the condition, the key range of the batch, and
+ * the job's part of the key range.  The batch's lower end is excluded
+ * (absent for the first batch, which takes every non-NULL key); its upper
+ * end is included, and without one the batch is open above.
  */
 static void
 append_where(StringInfo buf, const ToolsJob *job, bool lower, bool upper)
@@ -218,12 +230,28 @@ append_where(StringInfo buf, const ToolsJob *job, bool lower, bool upper)
 	if (job->condition != NULL)
 		appendStringInfo(buf, "(%s) AND ", job->condition);
 	if (lower)
-		appendStringInfo(buf, "%s OPERATOR(pg_catalog.>) $1", job->key_name);
+		append_key_compare(buf, job, job->nkeys, BTGreaterStrategyNumber,
+						   PARAM_LAST(job, 0));
 	else
-		appendStringInfo(buf, "%s IS NOT NULL", job->key_name);
+		appendStringInfoString(buf, tools_key_not_null(job));
+	if (job->part_lower != NULL)
+	{
+		appendStringInfoString(buf, " AND ");
+		append_key_compare(buf, job, 1, BTGreaterEqualStrategyNumber,
+						   PARAM_PART_LOWER(job));
+	}
+	if (job->part_upper != NULL)
+	{
+		appendStringInfoString(buf, " AND ");
+		append_key_compare(buf, job, 1, BTLessStrategyNumber,
+						   PARAM_PART_UPPER(job));
+	}
 	if (upper)
-		appendStringInfo(buf, " AND %s OPERATOR(pg_catalog.<=) $2",
-						 job->key_name);
+	{
+		appendStringInfoString(buf, " AND ");
+		append_key_compare(buf, job, job->nkeys, BTLessEqualStrategyNumber,
+						   PARAM_UPPER(job, 0));
+	}
 }
 
 /*
@@ -239,14 +267,15 @@ tools_bound_sql(const ToolsJob *job, bool lower, bool last)
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "SELECT %s FROM %s", job->key_name, job->source_name);
+	appendStringInfo(&buf, "SELECT %s FROM %s", tools_key_list(job, ""),
+					 job->source_name);
 	append_where(&buf, job, lower, false);
 	if (last)
-		appendStringInfo(&buf, " ORDER BY %s DESC NULLS LAST LIMIT 1",
-						 job->key_name);
+		appendStringInfo(&buf, " ORDER BY %s LIMIT 1",
+						 tools_key_list(job, " DESC"));
 	else
 		appendStringInfo(&buf, " ORDER BY %s OFFSET %d LIMIT 1",
-						 job->key_name, job->batchsize - 1);
+						 tools_key_list(job, ""), job->batchsize - 1);
 	return buf.data;
 }
 
@@ -276,43 +305,19 @@ char *
 tools_null_keys_sql(const ToolsJob *job)
 {
 	StringInfoData buf;
+	int			i;
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "SELECT pg_catalog.count(*) FROM %s WHERE ",
 					 job->source_name);
 	if (job->condition != NULL)
 		appendStringInfo(&buf, "(%s) AND ", job->condition);
-	appendStringInfo(&buf, "%s IS NULL", job->key_name);
+	appendStringInfoChar(&buf, '(');
+	for (i = 0; i < job->nkeys; i++)
+		appendStringInfo(&buf, "%s%s IS NULL", i > 0 ? " OR " : "",
+						 job->keys[i].name);
+	appendStringInfoChar(&buf, ')');
 	return buf.data;
-}
-
-/* Key values travel as bigint in tools.job.lastseq. */
-Datum
-tools_key_datum(int64 value, Oid type)
-{
-	switch (type)
-	{
-		case INT2OID:
-			return Int16GetDatum((int16) value);
-		case INT4OID:
-			return Int32GetDatum((int32) value);
-		default:
-			return Int64GetDatum(value);
-	}
-}
-
-int64
-tools_key_int64(Datum value, Oid type)
-{
-	switch (type)
-	{
-		case INT2OID:
-			return DatumGetInt16(value);
-		case INT4OID:
-			return DatumGetInt32(value);
-		default:
-			return DatumGetInt64(value);
-	}
 }
 
 static bool

@@ -32,12 +32,13 @@ tools_execute(const char *sql, int nargs, Oid *types, Datum *values,
 
 /* Run a kept plan; returns SPI_processed. */
 uint64
-tools_execute_plan(SPIPlanPtr plan, Datum *values, bool read_only,
+tools_execute_plan(SPIPlanPtr plan, ParamListInfo params, bool read_only,
 				   int expected)
 {
-	int			rc = SPI_execute_plan(plan, values, NULL, read_only, 0);
+	int			rc = SPI_execute_plan_with_paramlist(plan, params, read_only, 0);
 
 	if (rc != expected)
-		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+		elog(ERROR, "SPI_execute_plan_with_paramlist failed: %s",
+			 SPI_result_code_string(rc));
 	return SPI_processed;
 }

@@ -17,10 +17,41 @@
 
 #include "postgres.h"
 
+#include "access/stratnum.h"
 #include "executor/spi.h"
+#include "nodes/params.h"
 
 /* The extension's schema: tools.control fixes it and forbids relocation. */
 #define TOOLS_SCHEMA "tools"
+
+/* A column of a job's key. */
+typedef struct ToolsKeyColumn
+{
+	char	   *name;			/* quoted */
+	char	   *attname;		/* as the catalogs spell it */
+	Oid			type;			/* base type */
+	int16		typlen;
+	bool		typbyval;
+	bool		not_null;		/* the source declares it NOT NULL */
+	char	   *ops[BTMaxStrategyNumber + 1];	/* "OPERATOR(schema.op)" of
+												 * its btree ordering, by
+												 * strategy number */
+	Oid			opnamespace;	/* schema of those operators */
+	Oid			input;			/* type input function, for its text form */
+	Oid			ioparam;
+} ToolsKeyColumn;
+
+/*
+ * The parameters of a job's statements: the lower end of a batch (its key
+ * columns, excluded), the upper end (included), and the lower and upper
+ * ends of the job's part of the key range (its first column; the lower
+ * included, the upper excluded).
+ */
+#define PARAM_LAST(job, i)		(i)
+#define PARAM_UPPER(job, i)		((job)->nkeys + (i))
+#define PARAM_PART_LOWER(job)	(2 * (job)->nkeys)
+#define PARAM_PART_UPPER(job)	(2 * (job)->nkeys + 1)
+#define NUM_PARAMS(job)			(2 * (job)->nkeys + 2)
 
 /* What a job copies, as configured and as resolved in the catalogs. */
 typedef struct ToolsJob
@@ -41,9 +72,12 @@ typedef struct ToolsJob
 	char	   *source_name;	/* schema-qualified, quoted */
 	bool		source_foreign; /* the source is a foreign table */
 	char	   *target_name;	/* schema-qualified, quoted */
-	char	   *key_name;		/* quoted key column */
-	Oid			key_type;		/* base type of the key: int2, int4 or int8 */
-	bool		key_not_null;	/* the source declares the key NOT NULL */
+	int			nkeys;			/* key columns */
+	ToolsKeyColumn *keys;
+	bool		integer_key;	/* one integer column: tools.job.lastseq too */
+	bool		row_compare;	/* compare keys as rows: (a, b) > ($1, $2) */
+	char	   *part_lower;		/* the job's part of the key range, as text */
+	char	   *part_upper;		/* of its first column; NULL: open */
 	char	   *columns;		/* quoted target columns found in the source */
 	int			ncolumns;
 	AttrNumber *target_attnums; /* their numbers in the target */
@@ -54,22 +88,33 @@ typedef struct ToolsJob
 /* bulk.c */
 extern const char *tools_bulk_obstacle(const ToolsJob *job);
 extern uint64 tools_bulk_copy(const ToolsJob *job, SPIPlanPtr plan,
-							  Datum *args);
+							  ParamListInfo params);
+
+/* key.c */
+extern void tools_describe_key(ToolsJob *job);
+extern char *tools_key_text(const ToolsKeyColumn *col, Datum value);
+extern Datum tools_key_value(const ToolsKeyColumn *col, const char *text);
+extern Datum tools_key_array(const ToolsJob *job, const Datum *values);
+extern void tools_key_from_array(const ToolsJob *job, Datum array,
+								 Datum *values);
+extern int64 tools_key_int64(const ToolsJob *job, const Datum *values);
 
 /* spi.c */
 extern uint64 tools_execute(const char *sql, int nargs, Oid *types,
 							 Datum *values, const char *nulls, int expected);
-extern uint64 tools_execute_plan(SPIPlanPtr plan, Datum *values,
+extern uint64 tools_execute_plan(SPIPlanPtr plan, ParamListInfo params,
 								 bool read_only, int expected);
 
 /* query.c */
+extern void tools_describe_relations(ToolsJob *job);
 extern void tools_describe_job(ToolsJob *job);
+extern Oid *tools_param_types(const ToolsJob *job);
 extern char *tools_bound_sql(const ToolsJob *job, bool lower, bool last);
 extern char *tools_select_sql(const ToolsJob *job, bool lower);
 extern char *tools_copy_sql(const ToolsJob *job, bool lower);
 extern char *tools_null_keys_sql(const ToolsJob *job);
+extern char *tools_key_list(const ToolsJob *job, const char *suffix);
+extern char *tools_key_not_null(const ToolsJob *job);
 extern bool tools_plan_reads_all(SPIPlanPtr plan);
-extern Datum tools_key_datum(int64 value, Oid type);
-extern int64 tools_key_int64(Datum value, Oid type);
 
 #endif							/* TOOLS_H */
