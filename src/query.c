@@ -181,21 +181,49 @@ tools_key_not_null(const ToolsJob *job)
 }
 
 /*
+ * Compare key columns i to n - 1 with their parameters, one column after the
+ * other: (a, b) > (x, y) is a >= x AND NOT (a = x AND b <= y).  The first
+ * column's comparison is an index range, and a planner estimates the whole
+ * about as well as that range: the part under NOT only removes the rows of
+ * one value of a.
+ */
+static void
+append_column_compare(StringInfo buf, const ToolsJob *job, int i, int n,
+					  int strategy, int first)
+{
+	const ToolsKeyColumn *col = &job->keys[i];
+	bool		greater = strategy == BTGreaterStrategyNumber ||
+		strategy == BTGreaterEqualStrategyNumber;
+
+	if (i == n - 1)
+	{
+		appendStringInfo(buf, "%s %s $%d", col->name, col->ops[strategy],
+						 first + i + 1);
+		return;
+	}
+	appendStringInfo(buf, "%s %s $%d AND NOT (%s %s $%d AND ",
+					 col->name,
+					 col->ops[greater ? BTGreaterEqualStrategyNumber : BTLessEqualStrategyNumber],
+					 first + i + 1,
+					 col->name, col->ops[BTEqualStrategyNumber], first + i + 1);
+	/* NOT (x > y) is x <= y, NOT (x >= y) is x < y, and the other way */
+	append_column_compare(buf, job, i + 1, n,
+						  strategy >= BTGreaterEqualStrategyNumber ?
+						  strategy - 3 : strategy + 3, first);
+	appendStringInfoChar(buf, ')');
+}
+
+/*
  * Compare the first n key columns, in key order, with the parameters from
  * number first on, by a btree strategy (<, <=, >= or >).  Several columns
- * are compared as rows where the planner can take that as an index range;
- * otherwise written out column by column, in a form a foreign data wrapper
- * sends to the remote server whole: (a, b) > (x, y) is
- * a >= x AND (a > x OR b > y).
+ * are compared as rows where the planner takes that as an index range;
+ * otherwise column by column, in a form that a foreign data wrapper sends to
+ * the remote server whole.
  */
 static void
 append_key_compare(StringInfo buf, const ToolsJob *job, int n, int strategy,
 				   int first)
 {
-	bool		greater = strategy == BTGreaterStrategyNumber ||
-		strategy == BTGreaterEqualStrategyNumber;
-	int			loose = greater ? BTGreaterEqualStrategyNumber : BTLessEqualStrategyNumber;
-	int			strict = greater ? BTGreaterStrategyNumber : BTLessStrategyNumber;
 	int			i;
 
 	if (n > 1 && job->row_compare)
@@ -205,16 +233,9 @@ append_key_compare(StringInfo buf, const ToolsJob *job, int n, int strategy,
 		for (i = 0; i < n; i++)
 			appendStringInfo(buf, "%s$%d", i > 0 ? ", " : "", first + i + 1);
 		appendStringInfoChar(buf, ')');
-		return;
 	}
-	for (i = 0; i < n - 1; i++)
-		appendStringInfo(buf, "%s %s $%d AND (%s %s $%d OR ",
-						 job->keys[i].name, job->keys[i].ops[loose], first + i + 1,
-						 job->keys[i].name, job->keys[i].ops[strict], first + i + 1);
-	appendStringInfo(buf, "%s %s $%d", job->keys[n - 1].name,
-					 job->keys[n - 1].ops[strategy], first + n);
-	for (i = 0; i < n - 1; i++)
-		appendStringInfoChar(buf, ')');
+	else
+		append_column_compare(buf, job, 0, n, strategy, first);
 }
 
 /*
