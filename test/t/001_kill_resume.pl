@@ -11,6 +11,10 @@
 # the batch's bound statement, the second its copy).  Job 2's batches of 1500
 # rows are written in groups of at most 1000: some stops come after a group
 # was written, and that group must go with its batch.
+#
+# Jobs 3 and 4 are the two parts of a copy keyed by a text column (an md5),
+# each over its own key range: each part is stopped at chosen ranks of its
+# own rows and resumes on its own.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -30,6 +34,7 @@ $node->safe_psql('postgres', qq{
   -- No unique key on the target: a doubled row would stay and show.
   CREATE TABLE public.t (v text, id bigint);
   CREATE TABLE public.b (v text, id bigint);
+  CREATE TABLE public.p (v text, id bigint);
   CREATE FUNCTION public.stop_now() RETURNS void LANGUAGE plpgsql AS \$\$
   BEGIN
     CASE current_setting('tools_test.how')
@@ -65,22 +70,43 @@ $node->safe_psql('postgres', qq{
   INSERT INTO tools.config (source, target, pkey, batchsize, condition) VALUES
     ('source.t', 'public.t', 'id', 300, NULL),
     ('source.t', 'public.b', 'id', 1500, 'public.pass(id)');
+  INSERT INTO tools.config (source, target, pkey, batchsize, condition, parts) VALUES
+    ('source.t', 'public.p', 'v', 700, 'public.pass(id)', 2);
   SELECT tools.run();
 });
 
-# After any stop: the job's target holds exactly the source rows up to
-# lastseq, once each, and job.rows counts them.
+# A job's key, and its rows in a relation: those of its part of the key
+# range (all rows for a job of one part), those up to its position.
+my %key = (1 => [ 'id', 'bigint' ], 2 => [ 'id', 'bigint' ],
+	3 => [ 'v', 'text' ], 4 => [ 'v', 'text' ]);
+
+sub in_part
+{
+	my ($k, $type) = @{ $key{ $_[0] } };
+	return "(j.lower IS NULL OR $k >= j.lower::$type)"
+	  . " AND (j.upper IS NULL OR $k < j.upper::$type)";
+}
+
+sub copied
+{
+	my ($k, $type) = @{ $key{ $_[0] } };
+	return in_part($_[0]) . " AND $k <= j.lastkey[1]::$type";
+}
+
+# After any stop: the job's target holds exactly the source rows of its part
+# up to its position, once each, and job.rows counts them.
 sub check_consistent
 {
 	my ($job, $target, $label) = @_;
+	my ($part, $done) = (in_part($job), copied($job));
 	my $r = $node->safe_psql('postgres', qq{
-	  SELECT (SELECT count(*) FROM $target) = j.rows,
+	  SELECT (SELECT count(*) FROM $target WHERE $part) = j.rows,
 	         (SELECT count(*) FROM (
-	            (SELECT id, v FROM source.t WHERE id <= coalesce(j.lastseq, 0)
-	             EXCEPT ALL SELECT id, v FROM $target)
+	            (SELECT id, v FROM source.t WHERE $done
+	             EXCEPT ALL SELECT id, v FROM $target WHERE $part)
 	            UNION ALL
-	            (SELECT id, v FROM $target
-	             EXCEPT ALL SELECT id, v FROM source.t WHERE id <= coalesce(j.lastseq, 0))) d) = 0
+	            (SELECT id, v FROM $target WHERE $part
+	             EXCEPT ALL SELECT id, v FROM source.t WHERE $done)) d) = 0
 	    FROM tools.job j WHERE j.job_id = $job});
 	is($r, "t|t", "job $job, $label: target holds the committed batches exactly once");
 }
@@ -111,9 +137,22 @@ my %stops = (
 		[ 2600, 'terminate' ], [ 2999, 'sigkill' ],   [ 3001, 'immediate' ],
 		[ 4499, 'terminate' ], [ 4501, 'sigkill' ],   [ 5000, 'immediate' ]
 	]);
-my %targets = (1 => 'public.t', 2 => 'public.b');
+my %targets = (1 => 'public.t', 2 => 'public.b', 3 => 'public.p', 4 => 'public.p');
 
-foreach my $job (1, 2)
+# The parts are stopped at ranks of their own rows in key order (batches of
+# 700, each written in one group): the ids at those ranks.
+foreach my $job (3, 4)
+{
+	my $part = in_part($job);
+	my @ids = split /\n/, $node->safe_psql('postgres', qq{
+	  SELECT id FROM source.t, tools.job j WHERE j.job_id = $job AND $part ORDER BY v});
+	my @ways = ('terminate', 'sigkill', 'immediate');
+	my $i = 0;
+	$stops{$job} = [ map { [ $ids[ $_ - 1 ], $ways[ $i++ % 3 ] ] }
+		  (1, 700, 701, 1000, 1401, 2000, scalar @ids) ];
+}
+
+foreach my $job (1, 2, 3, 4)
 {
 	my $target = $targets{$job};
 
@@ -146,6 +185,7 @@ foreach my $job (1, 2)
 
 	$node->safe_psql('postgres', "CALL tools.start($job)");
 	check_consistent($job, $target, 'after the final resume');
+	next if $job > 2;
 	is( $node->safe_psql('postgres', qq{
 		  SELECT j.state, j.lastseq, j.rows, (SELECT count(*) FROM $target),
 		         (SELECT count(DISTINCT id) FROM $target)
@@ -153,6 +193,14 @@ foreach my $job (1, 2)
 		'completed|5000|5000|5000|5000',
 		"job $job: the target equals the source after the resumes");
 }
+
+is( $node->safe_psql('postgres', qq{
+	  SELECT string_agg(j.state::text, ','), sum(j.rows),
+	         (SELECT count(*) FROM public.p), (SELECT count(DISTINCT id) FROM public.p),
+	         (SELECT count(*) FROM (TABLE source.t EXCEPT SELECT id, v FROM public.p) d)
+	    FROM tools.job j WHERE j.job_id IN (3, 4)}),
+	'completed,completed|5000|5000|5000|0',
+	"parts 3 and 4: the target equals the source after the resumes");
 
 $node->stop;
 done_testing();
