@@ -3,11 +3,12 @@
  * copy.c
  *		tools.start(job_id): run or resume one job.
  *
- * A job moves rows from its source into its target in key ranges.  Each
- * range is copied and recorded in tools.job (lastseq, rows, elapsed, state)
- * in one transaction, committed before the next range begins: whatever
- * stops the job, the target holds exactly the committed ranges, and the next
- * call starts above lastseq.
+ * A job moves rows from its source into its target in key ranges, within
+ * its part of the key when its configuration is cut into parts.  Each range
+ * is copied and recorded in tools.job (lastkey, rows, elapsed, state) in one
+ * transaction, committed before the next range begins: whatever stops the
+ * job, the target holds exactly the committed ranges, and the next call
+ * starts above lastkey.
  *
  * Each step runs in a subtransaction.  When it fails, the step is rolled
  * back, the job is marked failed with the error's message in a transaction

@@ -15,7 +15,8 @@
  * upper end as the batchsize-th key above the lower end, and the copy
  * statement moves every row of the range.  Rows sharing the upper key all
  * land in the same batch, so a batch boundary never splits a group of equal
- * keys.
+ * keys.  Every statement also keeps to the job's part, [lower, upper) of the
+ * key's first column, when it has one.
  *
  * IDENTIFICATION
  *		src/query.c
