@@ -205,7 +205,7 @@ cuts_from_sample(PlanConfig *cfg)
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT pg_catalog.percentile_disc($1) WITHIN GROUP (ORDER BY %s)"
-					 " FROM %s TABLESAMPLE SYSTEM ($2) WHERE %s",
+					 " FROM %s TABLESAMPLE pg_catalog.system ($2) WHERE %s",
 					 job->keys[0].name, job->source_name, tools_key_not_null(job));
 	if (job->condition != NULL)
 		appendStringInfo(&sql, " AND (%s)", job->condition);
