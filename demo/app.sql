@@ -6,6 +6,9 @@ CREATE SERVER legacy FOREIGN DATA WRAPPER postgres_fdw
 CREATE USER MAPPING FOR CURRENT_USER SERVER legacy;
 CREATE SCHEMA legacy;
 IMPORT FOREIGN SCHEMA shop FROM SERVER legacy INTO legacy;
+-- Statistics of the foreign tables (sampled on the legacy server): tools.run()
+-- cuts a table into parts from them.
+ANALYZE legacy.orders, legacy.order_lines;
 
 -- Target tables: same columns by name, in another order, with constraints.
 CREATE TABLE public.customers (
@@ -35,10 +38,9 @@ CREATE TABLE public.order_lines (
 );
 
 CREATE EXTENSION tools;
-INSERT INTO tools.config (source, target, pkey, priority, condition, batchsize, trunc) VALUES
-  ('legacy.products',    'public.products',    'product_id',  1, NULL,             NULL,   true),
-  ('legacy.customers',   'public.customers',   'customer_id', 1, NULL,             20000,  true),
-  -- orders is split into two jobs that run side by side
-  ('legacy.orders',      'public.orders',      'order_id',    2, 'order_id % 2 = 0', 50000, true),
-  ('legacy.orders',      'public.orders',      'order_id',    2, 'order_id % 2 = 1', 50000, true),
-  ('legacy.order_lines', 'public.order_lines', 'line_id',     3, NULL,             100000, true);
+INSERT INTO tools.config (source, target, pkey, priority, batchsize, trunc, parts) VALUES
+  ('legacy.products',    'public.products',    'product_id',  1, NULL,   true, NULL),
+  ('legacy.customers',   'public.customers',   'customer_id', 1, 20000,  true, NULL),
+  -- orders and order_lines are each cut into key ranges that run side by side
+  ('legacy.orders',      'public.orders',      'order_id',    2, 50000,  true, 2),
+  ('legacy.order_lines', 'public.order_lines', 'line_id',     3, 100000, true, 3);
