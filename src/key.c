@@ -24,8 +24,8 @@
 #include "catalog/pg_attribute.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
-#include "utils/array.h"
 #include "nodes/pg_list.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
@@ -63,9 +63,9 @@ key_names(const ToolsJob *job)
 	return names;
 }
 
-/* "OPERATOR(schema.name)" for an operator, and its schema. */
+/* "OPERATOR(schema.name)" for an operator. */
 static char *
-operator_sql(Oid opno, Oid *nspid)
+operator_sql(Oid opno)
 {
 	HeapTuple	tuple = SearchSysCache1(OPEROID, ObjectIdGetDatum(opno));
 	Form_pg_operator op;
@@ -74,7 +74,6 @@ operator_sql(Oid opno, Oid *nspid)
 	if (!HeapTupleIsValid(tuple))
 		elog(ERROR, "cache lookup failed for operator %u", opno);
 	op = (Form_pg_operator) GETSTRUCT(tuple);
-	*nspid = op->oprnamespace;
 	sql = psprintf("OPERATOR(%s.%s)",
 				   quote_identifier(get_namespace_name(op->oprnamespace)),
 				   NameStr(op->oprname));
@@ -93,6 +92,7 @@ describe_column(ToolsJob *job, ToolsKeyColumn *col, const char *name)
 	HeapTuple	tuple;
 	Form_pg_attribute att;
 	TypeCacheEntry *tc;
+	bool		varlena;
 	int			s;
 
 	if (attnum <= 0)
@@ -131,7 +131,7 @@ describe_column(ToolsJob *job, ToolsKeyColumn *col, const char *name)
 		if (!OidIsValid(opno))
 			elog(ERROR, "operator of strategy %d missing for type %s", s,
 				 format_type_be(col->type));
-		col->ops[s] = operator_sql(opno, &col->opnamespace);
+		col->ops[s] = operator_sql(opno);
 	}
 
 	if (get_attnum(job->target, name) == InvalidAttrNumber)
@@ -145,6 +145,7 @@ describe_column(ToolsJob *job, ToolsKeyColumn *col, const char *name)
 	col->attname = pstrdup(name);
 	col->name = pstrdup(quote_identifier(name));
 	getTypeInputInfo(col->type, &col->input, &col->ioparam);
+	getTypeOutputInfo(col->type, &col->output, &varlena);
 }
 
 /*
@@ -222,12 +223,8 @@ char *
 tools_key_text(const ToolsKeyColumn *col, Datum value)
 {
 	int			level = fix_style();
-	Oid			output;
-	bool		varlena;
-	char	   *text;
+	char	   *text = OidOutputFunctionCall(col->output, value);
 
-	getTypeOutputInfo(col->type, &output, &varlena);
-	text = OidOutputFunctionCall(output, value);
 	restore_style(level);
 	return text;
 }
@@ -269,12 +266,13 @@ tools_key_from_array(const ToolsJob *job, Datum array, Datum *values)
 	bool	   *nulls;
 	int			n;
 	int			i;
+	bool		fits;
 
 	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &texts, &nulls, &n);
-	for (i = 0; i < n; i++)
-		if (nulls[i])
-			n = -1;
-	if (n != job->nkeys || ARR_NDIM(arr) != 1)
+	fits = n == job->nkeys && ARR_NDIM(arr) == 1;
+	for (i = 0; fits && i < n; i++)
+		fits = !nulls[i];
+	if (!fits)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("position %s of job %lld does not fit its key \"%s\"",

@@ -104,8 +104,8 @@ resolve_targets(ArrayType *names)
 /* A configuration row as tools.run() plans it. */
 typedef struct PlanConfig
 {
-	ToolsJob	job;			/* config_id, source, target, pkey, condition */
-	bool		trunc;
+	ToolsJob	job;			/* config_id, source, target, pkey,
+								 * condition, trunc */
 	int32		parts;			/* 1 for NULL */
 } PlanConfig;
 
@@ -297,7 +297,7 @@ plan_config(int64 run_id, PlanConfig *cfg)
 	ListCell   *lc;
 	const char *lower = NULL;
 
-	if (!cfg->trunc &&
+	if (!cfg->job.trunc &&
 		tools_execute("SELECT lower, upper, run_id FROM " TOOLS_SCHEMA ".job"
 					  " WHERE run_id OPERATOR(pg_catalog.=) (SELECT pg_catalog.max(run_id)"
 					  " FROM " TOOLS_SCHEMA ".job WHERE config_id OPERATOR(pg_catalog.=) $1"
@@ -401,7 +401,7 @@ tools_run(PG_FUNCTION_ARGS)
 		cfg.job.target = DatumGetObjectId(SPI_getbinval(row, cdesc, 3, &isnull));
 		cfg.job.pkey = SPI_getvalue(row, cdesc, 4);
 		cfg.job.condition = SPI_getvalue(row, cdesc, 5);
-		cfg.trunc = DatumGetBool(SPI_getbinval(row, cdesc, 6, &isnull));
+		cfg.job.trunc = DatumGetBool(SPI_getbinval(row, cdesc, 6, &isnull));
 		d = SPI_getbinval(row, cdesc, 7, &isnull);
 		cfg.parts = isnull ? 1 : DatumGetInt32(d);
 		plan_config(run_id, &cfg);

@@ -36,9 +36,9 @@ typedef struct ToolsKeyColumn
 	char	   *ops[BTMaxStrategyNumber + 1];	/* "OPERATOR(schema.op)" of
 												 * its btree ordering, by
 												 * strategy number */
-	Oid			opnamespace;	/* schema of those operators */
-	Oid			input;			/* type input function, for its text form */
-	Oid			ioparam;
+	Oid			input;			/* type input and output functions, for */
+	Oid			ioparam;		/* its text form */
+	Oid			output;
 } ToolsKeyColumn;
 
 /*
