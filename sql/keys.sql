@@ -112,7 +112,30 @@ SELECT state, lastkey, rows, (SELECT count(*) FROM public.kk) AS target_rows
 UPDATE tools.config SET pkey = 'id' WHERE target = 'public.kk'::regclass;
 CALL tools.start(11);
 
+-- A key type whose operators live outside pg_catalog (citext, in schema
+-- public here): they are named with their schema, and a composite key that
+-- mixes them with pg_catalog's is compared column by column.  citext orders
+-- without case: 'a2' comes before 'B1'.
+CREATE EXTENSION citext;
+CREATE TABLE source.ci (c citext NOT NULL, id int NOT NULL, PRIMARY KEY (c, id));
+INSERT INTO source.ci SELECT CASE WHEN g % 2 = 0 THEN 'a' ELSE 'B' END || (g % 10), g
+  FROM generate_series(1, 200) g;
+CREATE TABLE public.ci (LIKE source.ci, UNIQUE (c, id));
+INSERT INTO tools.config (source, target, pkey, batchsize) VALUES ('source.ci', 'public.ci', 'c, id', 30);
+SELECT statement FROM tools.run('{public.ci}') \gexec
+SELECT state, lastkey, rows, (SELECT count(*) FROM public.ci) AS target_rows
+  FROM tools.job WHERE run_id = (SELECT max(run_id) FROM tools.run);
+
+-- NULLs in a composite key: refused, saying how many.
+CREATE TABLE source.cn (a int, b int);
+INSERT INTO source.cn VALUES (1, 1), (1, NULL), (NULL, 2);
+CREATE TABLE public.cn (a int, b int);
+INSERT INTO tools.config (source, target, pkey) VALUES ('source.cn', 'public.cn', 'a, b');
+SELECT statement FROM tools.run('{public.cn}') \gexec
+
 DROP FUNCTION public.differing_k(regclass);
+DROP TABLE source.ci, public.ci, source.cn, public.cn;
+DROP EXTENSION citext;
 DROP TABLE source.k, source.kk, public.kk, public.k_i2, public.k_i8, public.k_n, public.k_t, public.k_v,
   public.k_u, public.k_d, public.k_ts, public.k_tz, public.k_grp_t;
 TRUNCATE tools.config, tools.run, tools.job RESTART IDENTITY;
