@@ -2,12 +2,13 @@
 
 EXTENSION = tools
 MODULE_big = tools
-OBJS = src/plan.o src/copy.o src/bulk.o src/key.o src/query.o src/spi.o
+OBJS = src/plan.o src/copy.o src/bulk.o src/key.o src/query.o src/range.o \
+	src/spi.o src/worker.o
 DATA = $(wildcard sql/tools--*.sql)
 PGFILEDESC = "tools - config-table-driven data migration"
 
 # pg_regress: sql/NAME.sql against expected/NAME.out, in this order
-REGRESS = setup plan copy keys parts bulk resume truncate report search_path timeout privileges errors fdw upgrade
+REGRESS = setup plan copy keys parts bulk resume truncate report progress verify workers search_path timeout privileges errors fdw upgrade
 
 # isolation specs: test/specs/*.spec against test/expected/*.out
 ISOLATION = $(basename $(notdir $(wildcard test/specs/*.spec)))

@@ -49,9 +49,6 @@
 
 #include "tools.h"
 
-/* Sets apart the job locks from other advisory locks (field4 of the tag). */
-#define TOOLS_JOB_LOCK_SPACE 0x7430
-
 /* The statements of a job, each with and without a lower end. */
 typedef enum JobPlan
 {
@@ -126,43 +123,18 @@ elapsed_since(CopyState *st, Interval *span)
 	st->mark = now;
 }
 
-/*
- * The process holding a job's lock, 0 if it has just let it go.
- */
-static int
-job_lock_holder(const LOCKTAG *tag)
-{
-	Oid			types[4] = {OIDOID, OIDOID, OIDOID, INT2OID};
-	Datum		values[4];
-	bool		isnull;
-	int			pid = 0;
-
-	values[0] = ObjectIdGetDatum(tag->locktag_field1);
-	values[1] = ObjectIdGetDatum(tag->locktag_field2);
-	values[2] = ObjectIdGetDatum(tag->locktag_field3);
-	values[3] = Int16GetDatum((int16) tag->locktag_field4);
-	connect_spi();
-	if (tools_execute("SELECT pid FROM pg_catalog.pg_locks"
-					  " WHERE locktype OPERATOR(pg_catalog.=) 'advisory'"
-					  " AND database OPERATOR(pg_catalog.=) $1"
-					  " AND classid OPERATOR(pg_catalog.=) $2"
-					  " AND objid OPERATOR(pg_catalog.=) $3"
-					  " AND objsubid OPERATOR(pg_catalog.=) $4 AND granted",
-					  4, types, values, NULL, SPI_OK_SELECT) > 0)
-		pid = DatumGetInt32(result_value(1, &isnull));
-	SPI_finish();
-	return pid;
-}
-
 /* Take the job's session lock, or fail naming the process that holds it. */
 static void
 lock_job(int64 job_id, LOCKTAG *tag)
 {
-	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) (job_id >> 32),
-						 (uint32) job_id, TOOLS_JOB_LOCK_SPACE);
+	TOOLS_SET_LOCKTAG(*tag, job_id, TOOLS_JOB_LOCK_SPACE);
 	if (LockAcquire(tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
 	{
-		int			pid = job_lock_holder(tag);
+		int			pid;
+
+		connect_spi();
+		pid = tools_lock_holder(tag);
+		SPI_finish();
 
 		ereport(ERROR,
 				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
@@ -206,7 +178,8 @@ fail_job(CopyState *st, ErrorData *edata)
 	values[1] = CStringGetTextDatum(edata->message ? edata->message : "");
 	values[2] = IntervalPGetDatum(&span);
 	tools_execute("UPDATE " TOOLS_SCHEMA ".job SET state = 'failed', error = $2,"
-				  " elapsed = elapsed OPERATOR(pg_catalog.+) $3"
+				  " elapsed = elapsed OPERATOR(pg_catalog.+) $3,"
+				  " updated = pg_catalog.clock_timestamp()"
 				  " WHERE job_id OPERATOR(pg_catalog.=) $1",
 				  3, types, values, NULL, SPI_OK_UPDATE);
 	commit_and_finish();
@@ -274,10 +247,8 @@ read_config(CopyState *st, Datum *lastkey)
 	bool		first;
 	Datum		d;
 
-	if (tools_execute("SELECT c.config_id, c.source, c.target, c.pkey, c.condition,"
-					  " c.batchsize, c.trunc, j.lastkey, j.ts IS NULL, j.lower, j.upper"
-					  " FROM " TOOLS_SCHEMA ".job AS j JOIN " TOOLS_SCHEMA ".config AS c"
-					  " ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
+	if (tools_execute("SELECT " TOOLS_JOB_COLUMNS ", j.lastkey, j.ts IS NULL"
+					  TOOLS_JOB_FROM
 					  " WHERE j.job_id OPERATOR(pg_catalog.=) $1",
 					  1, types, values, NULL, SPI_OK_SELECT) == 0)
 		ereport(ERROR,
@@ -289,25 +260,11 @@ read_config(CopyState *st, Datum *lastkey)
 
 	desc = SPI_tuptable->tupdesc;
 	row = SPI_tuptable->vals[0];
-	job->config_id = DatumGetInt32(SPI_getbinval(row, desc, 1, &isnull));
-	job->source = DatumGetObjectId(SPI_getbinval(row, desc, 2, &isnull));
-	job->target = DatumGetObjectId(SPI_getbinval(row, desc, 3, &isnull));
-	job->pkey = MemoryContextStrdup(st->cxt, SPI_getvalue(row, desc, 4));
-	job->condition = SPI_getvalue(row, desc, 5);
-	if (job->condition != NULL)
-		job->condition = MemoryContextStrdup(st->cxt, job->condition);
-	d = SPI_getbinval(row, desc, 6, &isnull);
-	job->batchsize = isnull ? 0 : DatumGetInt32(d);
-	job->trunc = DatumGetBool(SPI_getbinval(row, desc, 7, &isnull));
-	d = SPI_getbinval(row, desc, 8, &isnull);
+	tools_job_from_row(job, row, desc, st->cxt);
+	d = SPI_getbinval(row, desc, TOOLS_JOB_NCOLUMNS + 1, &isnull);
 	*lastkey = isnull ? (Datum) 0 : datumCopy(d, false, -1);
-	first = DatumGetBool(SPI_getbinval(row, desc, 9, &isnull));
-	job->part_lower = SPI_getvalue(row, desc, 10);
-	if (job->part_lower != NULL)
-		job->part_lower = MemoryContextStrdup(st->cxt, job->part_lower);
-	job->part_upper = SPI_getvalue(row, desc, 11);
-	if (job->part_upper != NULL)
-		job->part_upper = MemoryContextStrdup(st->cxt, job->part_upper);
+	first = DatumGetBool(SPI_getbinval(row, desc, TOOLS_JOB_NCOLUMNS + 2,
+									   &isnull));
 	SPI_freetuptable(SPI_tuptable);
 	return first;
 }
@@ -413,16 +370,9 @@ static ParamListInfo
 batch_params(CopyState *st, Datum *upper)
 {
 	ToolsJob   *job = &st->job;
-	ParamListInfo params = makeParamList(NUM_PARAMS(job));
-	Oid		   *types = tools_param_types(job);
+	ParamListInfo params = tools_params(job, st->part_lower, st->part_upper);
 	int			i;
 
-	for (i = 0; i < NUM_PARAMS(job); i++)
-	{
-		params->params[i].isnull = true;
-		params->params[i].pflags = PARAM_FLAG_CONST;
-		params->params[i].ptype = types[i];
-	}
 	for (i = 0; i < job->nkeys; i++)
 	{
 		if (st->has_last)
@@ -436,10 +386,6 @@ batch_params(CopyState *st, Datum *upper)
 			params->params[PARAM_UPPER(job, i)].isnull = false;
 		}
 	}
-	params->params[PARAM_PART_LOWER(job)].value = st->part_lower;
-	params->params[PARAM_PART_LOWER(job)].isnull = job->part_lower == NULL;
-	params->params[PARAM_PART_UPPER(job)].value = st->part_upper;
-	params->params[PARAM_PART_UPPER(job)].isnull = job->part_upper == NULL;
 	return params;
 }
 
@@ -751,7 +697,8 @@ begin_job(CopyState *st)
 	position_params(st, st->has_last ? st->last : NULL, &types[1], &values[1],
 					&nulls[1]);
 	tools_execute("UPDATE " TOOLS_SCHEMA ".job SET state = 'running', error = NULL,"
-				  " ts = COALESCE(ts, LOCALTIMESTAMP),"
+				  " ts = COALESCE(ts, LOCALTIMESTAMP), rate = NULL,"
+				  " updated = pg_catalog.clock_timestamp(),"
 				  " lastkey = COALESCE($2, lastkey), lastseq = COALESCE($3, lastseq)"
 				  " WHERE job_id OPERATOR(pg_catalog.=) $1",
 				  3, types, values, nulls, SPI_OK_UPDATE);
@@ -817,6 +764,9 @@ copy_batch(CopyState *st)
 				  " lastseq = COALESCE($3, lastseq),"
 				  " rows = rows OPERATOR(pg_catalog.+) $4,"
 				  " elapsed = elapsed OPERATOR(pg_catalog.+) $5,"
+				  " rate = CASE WHEN EXTRACT(epoch FROM $5) OPERATOR(pg_catalog.>) 0"
+				  " THEN $4 OPERATOR(pg_catalog./) EXTRACT(epoch FROM $5) END,"
+				  " updated = pg_catalog.clock_timestamp(),"
 				  " state = CASE WHEN $6 THEN 'completed' ELSE 'running' END"
 				  "::" TOOLS_SCHEMA ".state"
 				  " WHERE job_id OPERATOR(pg_catalog.=) $1",

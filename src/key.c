@@ -196,10 +196,10 @@ tools_describe_key(ToolsJob *job)
 
 /*
  * Fix the settings that change how values are written as text, until
- * restore_style() with the level returned.
+ * tools_restore_style() with the level returned.
  */
-static int
-fix_style(void)
+int
+tools_fix_style(void)
 {
 	int			level = NewGUCNestLevel();
 
@@ -212,8 +212,8 @@ fix_style(void)
 	return level;
 }
 
-static void
-restore_style(int level)
+void
+tools_restore_style(int level)
 {
 	AtEOXact_GUC(true, level);
 }
@@ -222,10 +222,10 @@ restore_style(int level)
 char *
 tools_key_text(const ToolsKeyColumn *col, Datum value)
 {
-	int			level = fix_style();
+	int			level = tools_fix_style();
 	char	   *text = OidOutputFunctionCall(col->output, value);
 
-	restore_style(level);
+	tools_restore_style(level);
 	return text;
 }
 
@@ -233,11 +233,11 @@ tools_key_text(const ToolsKeyColumn *col, Datum value)
 Datum
 tools_key_value(const ToolsKeyColumn *col, const char *text)
 {
-	int			level = fix_style();
+	int			level = tools_fix_style();
 	Datum		value = OidInputFunctionCall(col->input, (char *) text,
 											 col->ioparam, -1);
 
-	restore_style(level);
+	tools_restore_style(level);
 	return value;
 }
 

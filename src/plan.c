@@ -32,8 +32,8 @@
 PG_MODULE_MAGIC;
 
 /* Set up a materialized result; returns the tuplestore to fill. */
-static Tuplestorestate *
-materialize_result(FunctionCallInfo fcinfo, TupleDesc *desc)
+Tuplestorestate *
+tools_materialize(FunctionCallInfo fcinfo, TupleDesc *desc)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	MemoryContext oldcxt;
@@ -56,6 +56,41 @@ materialize_result(FunctionCallInfo fcinfo, TupleDesc *desc)
 	rsinfo->setResult = store;
 	rsinfo->setDesc = *desc;
 	return store;
+}
+
+/*
+ * The run named by argument argno of a function: the latest run when it is
+ * NULL.  The run must exist.  The caller is connected to SPI.
+ */
+int64
+tools_run_arg(FunctionCallInfo fcinfo, int argno)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	char		nulls[1] = {' '};
+	bool		isnull;
+	Datum		d;
+
+	if (PG_ARGISNULL(argno))
+		nulls[0] = 'n';
+	else
+		values[0] = PG_GETARG_DATUM(argno);
+	tools_execute("SELECT pg_catalog.max(run_id) FROM " TOOLS_SCHEMA ".run"
+				  " WHERE $1 IS NULL OR run_id OPERATOR(pg_catalog.=) $1",
+				  1, types, values, nulls, SPI_OK_SELECT);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull && nulls[0] == 'n')
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("no run has been planned"),
+				 errhint("tools.run() plans a run.")));
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("run %lld does not exist",
+						(long long) DatumGetInt64(values[0])),
+				 errhint("tools.run lists the runs.")));
+	return DatumGetInt64(d);
 }
 
 /*
@@ -363,7 +398,7 @@ tools_run(PG_FUNCTION_ARGS)
 				 errmsg("targets must not be NULL"),
 				 errhint("Pass '{}' to plan every configured target.")));
 
-	store = materialize_result(fcinfo, &desc);
+	store = tools_materialize(fcinfo, &desc);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
@@ -406,6 +441,7 @@ tools_run(PG_FUNCTION_ARGS)
 		cfg.parts = isnull ? 1 : DatumGetInt32(d);
 		plan_config(run_id, &cfg);
 	}
+	tools_estimate_run(run_id, false, true, NULL, NULL);
 
 	tools_execute("SELECT j.job_id, c.target"
 				  " FROM " TOOLS_SCHEMA ".job AS j JOIN " TOOLS_SCHEMA ".config AS c"

@@ -109,6 +109,39 @@ describe_columns(ToolsJob *job)
 	job->columns = buf.data;
 }
 
+static char *
+value_or_null(HeapTuple row, TupleDesc desc, int col, MemoryContext cxt)
+{
+	char	   *value = SPI_getvalue(row, desc, col);
+
+	return value != NULL ? MemoryContextStrdup(cxt, value) : NULL;
+}
+
+/*
+ * Fill a job's configuration from a row of TOOLS_JOB_COLUMNS, its text in
+ * cxt.
+ */
+void
+tools_job_from_row(ToolsJob *job, HeapTuple row, TupleDesc desc,
+				   MemoryContext cxt)
+{
+	bool		isnull;
+	Datum		d;
+
+	job->job_id = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+	job->run_id = DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull));
+	job->config_id = DatumGetInt32(SPI_getbinval(row, desc, 3, &isnull));
+	job->source = DatumGetObjectId(SPI_getbinval(row, desc, 4, &isnull));
+	job->target = DatumGetObjectId(SPI_getbinval(row, desc, 5, &isnull));
+	job->pkey = value_or_null(row, desc, 6, cxt);
+	job->condition = value_or_null(row, desc, 7, cxt);
+	d = SPI_getbinval(row, desc, 8, &isnull);
+	job->batchsize = isnull ? 0 : DatumGetInt32(d);
+	job->trunc = DatumGetBool(SPI_getbinval(row, desc, 9, &isnull));
+	job->part_lower = value_or_null(row, desc, 10, cxt);
+	job->part_upper = value_or_null(row, desc, 11, cxt);
+}
+
 /* Resolve the job's relations. */
 void
 tools_describe_relations(ToolsJob *job)
@@ -151,6 +184,31 @@ tools_param_types(const ToolsJob *job)
 	types[PARAM_PART_LOWER(job)] = job->keys[0].type;
 	types[PARAM_PART_UPPER(job)] = job->keys[0].type;
 	return types;
+}
+
+/*
+ * The parameters of the job's statements: the ends of its part (their
+ * values from the job's part_lower and part_upper), and the ends of a batch
+ * NULL, for the caller to set where its statement uses them.
+ */
+ParamListInfo
+tools_params(const ToolsJob *job, Datum part_lower, Datum part_upper)
+{
+	ParamListInfo params = makeParamList(NUM_PARAMS(job));
+	Oid		   *types = tools_param_types(job);
+	int			i;
+
+	for (i = 0; i < NUM_PARAMS(job); i++)
+	{
+		params->params[i].isnull = true;
+		params->params[i].pflags = PARAM_FLAG_CONST;
+		params->params[i].ptype = types[i];
+	}
+	params->params[PARAM_PART_LOWER(job)].value = part_lower;
+	params->params[PARAM_PART_LOWER(job)].isnull = job->part_lower == NULL;
+	params->params[PARAM_PART_UPPER(job)].value = part_upper;
+	params->params[PARAM_PART_UPPER(job)].isnull = job->part_upper == NULL;
+	return params;
 }
 
 /* The key columns, each followed by suffix: "a, b" or "a DESC, b DESC". */
@@ -320,6 +378,21 @@ tools_copy_sql(const ToolsJob *job, bool lower)
 	return psprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE %s",
 					job->target_name, job->columns,
 					tools_select_sql(job, lower));
+}
+
+/*
+ * Select list from the rows of the job's whole range in a relation: the
+ * source, or the target, where the condition and the part apply too.
+ */
+char *
+tools_range_sql(const ToolsJob *job, const char *list, const char *relation)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "SELECT %s FROM %s", list, relation);
+	append_where(&buf, job, false, false);
+	return buf.data;
 }
 
 /* Count the rows of the job that no key range can reach. */

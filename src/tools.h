@@ -19,10 +19,29 @@
 
 #include "access/stratnum.h"
 #include "executor/spi.h"
+#include "fmgr.h"
 #include "nodes/params.h"
+#include "storage/lock.h"
+#include "utils/tuplestore.h"
 
 /* The extension's schema: tools.control fixes it and forbids relocation. */
 #define TOOLS_SCHEMA "tools"
+
+/*
+ * Advisory locks, told apart from others by field4 of their tag (objsubid
+ * in pg_locks) and keyed by a 64-bit id in field2 and field3 (classid and
+ * objid).  A call of tools.start() holds its job's lock as a session lock
+ * (the view tools.progress knows its number); a worker holds its run's
+ * lock in share mode for its life; tools.cancel() holds the run's cancel
+ * lock until the run's workers are gone.
+ */
+#define TOOLS_JOB_LOCK_SPACE	0x7430
+#define TOOLS_RUN_LOCK_SPACE	0x7431
+#define TOOLS_CANCEL_LOCK_SPACE 0x7432
+
+#define TOOLS_SET_LOCKTAG(tag, id, space) \
+	SET_LOCKTAG_ADVISORY((tag), MyDatabaseId, (uint32) ((uint64) (id) >> 32), \
+						 (uint32) (id), (space))
 
 /* A column of a job's key. */
 typedef struct ToolsKeyColumn
@@ -85,6 +104,18 @@ typedef struct ToolsJob
 	bool		bulk;			/* batches go through tools_bulk_copy() */
 } ToolsJob;
 
+/*
+ * The columns that describe a job, as tools_job_from_row() reads them, and
+ * the join they come from.
+ */
+#define TOOLS_JOB_COLUMNS \
+	"j.job_id, j.run_id, c.config_id, c.source, c.target, c.pkey," \
+	" c.condition, c.batchsize, c.trunc, j.lower, j.upper"
+#define TOOLS_JOB_NCOLUMNS 11
+#define TOOLS_JOB_FROM \
+	" FROM " TOOLS_SCHEMA ".job AS j JOIN " TOOLS_SCHEMA ".config AS c" \
+	" ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
+
 /* bulk.c */
 extern const char *tools_bulk_obstacle(const ToolsJob *job);
 extern uint64 tools_bulk_copy(const ToolsJob *job, SPIPlanPtr plan,
@@ -98,6 +129,21 @@ extern Datum tools_key_array(const ToolsJob *job, const Datum *values);
 extern void tools_key_from_array(const ToolsJob *job, Datum array,
 								 Datum *values);
 extern int64 tools_key_int64(const ToolsJob *job, const Datum *values);
+extern int	tools_fix_style(void);
+extern void tools_restore_style(int level);
+
+/* plan.c */
+extern Tuplestorestate *tools_materialize(FunctionCallInfo fcinfo,
+										  TupleDesc *desc);
+extern int64 tools_run_arg(FunctionCallInfo fcinfo, int argno);
+
+/* range.c */
+extern void tools_estimate_run(int64 run_id, bool exact, bool tolerant,
+							   Tuplestorestate *store, TupleDesc desc);
+
+/* worker.c */
+extern PGDLLEXPORT void tools_worker_main(Datum arg);
+extern int	tools_lock_holder(const LOCKTAG *tag);
 
 /* spi.c */
 extern uint64 tools_execute(const char *sql, int nargs, Oid *types,
@@ -106,9 +152,15 @@ extern uint64 tools_execute_plan(SPIPlanPtr plan, ParamListInfo params,
 								 bool read_only, int expected);
 
 /* query.c */
+extern void tools_job_from_row(ToolsJob *job, HeapTuple row, TupleDesc desc,
+							   MemoryContext cxt);
 extern void tools_describe_relations(ToolsJob *job);
 extern void tools_describe_job(ToolsJob *job);
 extern Oid *tools_param_types(const ToolsJob *job);
+extern ParamListInfo tools_params(const ToolsJob *job, Datum part_lower,
+								  Datum part_upper);
+extern char *tools_range_sql(const ToolsJob *job, const char *list,
+							 const char *relation);
 extern char *tools_bound_sql(const ToolsJob *job, bool lower, bool last);
 extern char *tools_select_sql(const ToolsJob *job, bool lower);
 extern char *tools_copy_sql(const ToolsJob *job, bool lower);

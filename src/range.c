@@ -1,0 +1,367 @@
+/*-------------------------------------------------------------------------
+ *
+ * range.c
+ *		A job's whole range: its rows estimated or counted in the source
+ *		(tools.estimate(), and tools.run(), which estimates the jobs it
+ *		plans), and compared with the target (tools.verify()).
+ *
+ * A job's range is what its batches cover together: the rows of the
+ * source that meet its condition and have a key, within its part of the
+ * key.  The same range of the target is where those rows land: the same
+ * key bounds and the same condition, which names columns that the target
+ * has too when it names copied columns.
+ *
+ * The comparison counts the rows of the range on each side and sums a
+ * 64-bit hash of each row's text: a sum does not depend on the order of
+ * the rows, and a missing, extra, doubled or changed row changes it.  The
+ * source's columns are cast to the target's types first, so that both
+ * sides write the same values as the same text; dates, intervals and
+ * floats are written in fixed styles.
+ *
+ * IDENTIFICATION
+ *		src/range.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "nodes/plannodes.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/portal.h"
+#include "utils/resowner.h"
+
+#include "tools.h"
+
+/* The hash of a row, from its column list, as a bigint. */
+#define ROW_HASH_SQL \
+	"('x' OPERATOR(pg_catalog.||) pg_catalog.left(pg_catalog.md5(" \
+	"ROW(%s)::pg_catalog.text), 16))::pg_catalog.bit(64)::pg_catalog.int8"
+
+static void
+range_error_context(void *arg)
+{
+	ToolsJob   *job = (ToolsJob *) arg;
+
+	errcontext("range of tools job %lld", (long long) job->job_id);
+}
+
+/* The jobs of a run, by id: TOOLS_JOB_COLUMNS rows in SPI_tuptable. */
+static uint64
+select_jobs(int64 run_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(run_id)};
+
+	return tools_execute("SELECT " TOOLS_JOB_COLUMNS TOOLS_JOB_FROM
+						 " WHERE j.run_id OPERATOR(pg_catalog.=) $1"
+						 " ORDER BY j.job_id",
+						 1, types, values, NULL, SPI_OK_SELECT);
+}
+
+/* The parameters of the job's range statements: the ends of its part. */
+static ParamListInfo
+range_params(const ToolsJob *job)
+{
+	Datum		lower = (Datum) 0;
+	Datum		upper = (Datum) 0;
+
+	if (job->part_lower != NULL)
+		lower = tools_key_value(&job->keys[0], job->part_lower);
+	if (job->part_upper != NULL)
+		upper = tools_key_value(&job->keys[0], job->part_upper);
+	return tools_params(job, lower, upper);
+}
+
+static SPIPlanPtr
+prepare_range(const ToolsJob *job, const char *sql)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, NUM_PARAMS(job), tools_param_types(job));
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s (%s)",
+			 SPI_result_code_string(SPI_result), sql);
+	return plan;
+}
+
+/*
+ * Run a range statement that returns one row of bigint or numeric columns;
+ * values[i] is NULL for a NULL.
+ */
+static void
+range_values(const ToolsJob *job, const char *sql, ParamListInfo params,
+			 int n, char **values)
+{
+	SPIPlanPtr	plan = prepare_range(job, sql);
+	int			i;
+
+	tools_execute_plan(plan, params, true, SPI_OK_SELECT);
+	for (i = 0; i < n; i++)
+		values[i] = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								 i + 1);
+	SPI_freeplan(plan);
+}
+
+/*
+ * The rows of the job's range in its source: the planner's estimate for
+ * the statement that reads them (with the source's statistics, or the
+ * remote server's estimate where a foreign table asks for it), or a count.
+ */
+static int64
+job_total(ToolsJob *job, bool exact)
+{
+	ParamListInfo params;
+	SPIPlanPtr	plan;
+	Portal		portal;
+	double		rows;
+	char	   *count;
+
+	tools_describe_relations(job);
+	tools_describe_key(job);
+	params = range_params(job);
+	if (exact)
+	{
+		range_values(job, tools_range_sql(job, "pg_catalog.count(*)",
+										  job->source_name),
+					 params, 1, &count);
+		return DatumGetInt64(DirectFunctionCall1(int8in, CStringGetDatum(count)));
+	}
+
+	/* A cursor gets the plan for these parameters; it is never read. */
+	plan = prepare_range(job, tools_range_sql(job, "1", job->source_name));
+	portal = SPI_cursor_open_with_paramlist(NULL, plan, params, true);
+	rows = linitial_node(PlannedStmt, portal->stmts)->planTree->plan_rows;
+	SPI_cursor_close(portal);
+	SPI_freeplan(plan);
+	return (int64) rows;
+}
+
+/*
+ * Set the total of each job of a run, and return it in store when given.
+ * When tolerant (tools.run() planning), a job whose range cannot be
+ * planned now keeps a NULL total, and its own call of tools.start() will
+ * say what is wrong; otherwise the error is raised.  The caller is
+ * connected to SPI.
+ */
+void
+tools_estimate_run(int64 run_id, bool exact, bool tolerant,
+				   Tuplestorestate *store, TupleDesc desc)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	uint64		njobs = select_jobs(run_id);
+	SPITupleTable *jobs = SPI_tuptable;
+	ErrorContextCallback errcb;
+	uint64		i;
+
+	errcb.callback = range_error_context;
+	errcb.previous = error_context_stack;
+	for (i = 0; i < njobs; i++)
+	{
+		ToolsJob	job;
+		int64		total = -1;
+		Oid			types[2] = {INT8OID, INT8OID};
+		Datum		values[2];
+		char		nulls[2] = {' ', ' '};
+
+		memset(&job, 0, sizeof(job));
+		tools_job_from_row(&job, jobs->vals[i], jobs->tupdesc, cxt);
+		errcb.arg = &job;
+		error_context_stack = &errcb;
+		if (!tolerant)
+			total = job_total(&job, exact);
+		else
+		{
+			BeginInternalSubTransaction(NULL);
+			MemoryContextSwitchTo(cxt);
+			PG_TRY();
+			{
+				total = job_total(&job, exact);
+				ReleaseCurrentSubTransaction();
+			}
+			PG_CATCH();
+			{
+				ErrorData  *edata;
+
+				MemoryContextSwitchTo(cxt);
+				edata = CopyErrorData();
+				if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+					PG_RE_THROW();
+				FlushErrorState();
+				RollbackAndReleaseCurrentSubTransaction();
+				elog(DEBUG1, "tools job %lld has no estimate: %s",
+					 (long long) job.job_id, edata->message);
+			}
+			PG_END_TRY();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+		}
+		error_context_stack = errcb.previous;
+
+		values[0] = Int64GetDatum(job.job_id);
+		values[1] = Int64GetDatum(total);
+		nulls[1] = total < 0 ? 'n' : ' ';
+		tools_execute("UPDATE " TOOLS_SCHEMA ".job SET total = $2"
+					  " WHERE job_id OPERATOR(pg_catalog.=) $1",
+					  2, types, values, nulls, SPI_OK_UPDATE);
+		if (store != NULL)
+		{
+			bool		isnull[2] = {false, total < 0};
+
+			tuplestore_putvalues(store, desc, values, isnull);
+		}
+	}
+}
+
+PG_FUNCTION_INFO_V1(tools_estimate);
+
+/*
+ * tools.estimate(run_id bigint DEFAULT NULL, exact boolean DEFAULT false)
+ *		RETURNS TABLE (job_id bigint, total bigint)
+ */
+Datum
+tools_estimate(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Tuplestorestate *store = tools_materialize(fcinfo, &desc);
+	int64		run_id;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("exact must not be NULL")));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	run_id = tools_run_arg(fcinfo, 0);
+	tools_estimate_run(run_id, PG_GETARG_BOOL(1), false, store, desc);
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/*
+ * The copied columns of the job's source, in the target's order, each cast
+ * to the type of its target column where the two differ.
+ */
+static char *
+source_columns(const ToolsJob *job)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	for (i = 0; i < job->ncolumns; i++)
+	{
+		AttrNumber	attnum = job->target_attnums[i];
+		char	   *name = get_attname(job->target, attnum, false);
+		Oid			type;
+		int32		typmod;
+		Oid			collation;
+		Oid			source_type;
+		int32		source_typmod;
+
+		get_atttypetypmodcoll(job->target, attnum, &type, &typmod, &collation);
+		get_atttypetypmodcoll(job->source, get_attnum(job->source, name),
+							  &source_type, &source_typmod, &collation);
+		appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "", quote_identifier(name));
+		if (type != source_type || typmod != source_typmod)
+			appendStringInfo(&buf, "::%s",
+							 format_type_extended(type, typmod,
+												  FORMAT_TYPE_TYPEMOD_GIVEN |
+												  FORMAT_TYPE_FORCE_QUALIFY));
+	}
+	return buf.data;
+}
+
+/* The count and the hash sum of the job's range in a relation. */
+static void
+compare_side(const ToolsJob *job, ParamListInfo params, const char *columns,
+			 const char *relation, char **values)
+{
+	char	   *list = psprintf("pg_catalog.count(*), pg_catalog.sum(" ROW_HASH_SQL ")",
+								columns);
+
+	range_values(job, tools_range_sql(job, list, relation), params, 2, values);
+	if (values[1] == NULL)
+		values[1] = "0";
+}
+
+PG_FUNCTION_INFO_V1(tools_verify);
+
+/*
+ * tools.verify(run_id bigint DEFAULT NULL)
+ *		RETURNS TABLE (job_id bigint, target regclass, lower text, upper text,
+ *					   source_rows bigint, target_rows bigint,
+ *					   source_hash numeric, target_hash numeric, ok boolean)
+ */
+Datum
+tools_verify(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Tuplestorestate *store = tools_materialize(fcinfo, &desc);
+	MemoryContext cxt = CurrentMemoryContext;
+	int64		run_id;
+	uint64		njobs;
+	SPITupleTable *jobs;
+	uint64		i;
+	int			level;
+	ErrorContextCallback errcb;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	run_id = tools_run_arg(fcinfo, 0);
+	njobs = select_jobs(run_id);
+	jobs = SPI_tuptable;
+	level = tools_fix_style();
+	errcb.callback = range_error_context;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+	for (i = 0; i < njobs; i++)
+	{
+		ToolsJob	job;
+		ParamListInfo params;
+		char	   *source[2];
+		char	   *target[2];
+		Datum		values[9];
+		bool		nulls[9] = {false};
+
+		memset(&job, 0, sizeof(job));
+		tools_job_from_row(&job, jobs->vals[i], jobs->tupdesc, cxt);
+		errcb.arg = &job;
+		tools_describe_job(&job);
+		params = range_params(&job);
+		compare_side(&job, params, source_columns(&job), job.source_name,
+					 source);
+		compare_side(&job, params, job.columns, job.target_name, target);
+
+		values[0] = Int64GetDatum(job.job_id);
+		values[1] = ObjectIdGetDatum(job.target);
+		nulls[2] = job.part_lower == NULL;
+		if (!nulls[2])
+			values[2] = CStringGetTextDatum(job.part_lower);
+		nulls[3] = job.part_upper == NULL;
+		if (!nulls[3])
+			values[3] = CStringGetTextDatum(job.part_upper);
+		values[4] = DirectFunctionCall1(int8in, CStringGetDatum(source[0]));
+		values[5] = DirectFunctionCall1(int8in, CStringGetDatum(target[0]));
+		values[6] = DirectFunctionCall3(numeric_in, CStringGetDatum(source[1]),
+										ObjectIdGetDatum(InvalidOid),
+										Int32GetDatum(-1));
+		values[7] = DirectFunctionCall3(numeric_in, CStringGetDatum(target[1]),
+										ObjectIdGetDatum(InvalidOid),
+										Int32GetDatum(-1));
+		values[8] = BoolGetDatum(strcmp(source[0], target[0]) == 0 &&
+								 strcmp(source[1], target[1]) == 0);
+		tuplestore_putvalues(store, desc, values, nulls);
+	}
+	error_context_stack = errcb.previous;
+	tools_restore_style(level);
+	SPI_finish();
+	return (Datum) 0;
+}
