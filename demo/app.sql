@@ -7,8 +7,8 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER legacy;
 CREATE SCHEMA legacy;
 IMPORT FOREIGN SCHEMA shop FROM SERVER legacy INTO legacy;
 -- Statistics of the foreign tables (sampled on the legacy server): tools.run()
--- cuts a table into parts from them.
-ANALYZE legacy.orders, legacy.order_lines;
+-- cuts a table into parts from them, and estimates each job's rows.
+ANALYZE legacy.products, legacy.customers, legacy.orders, legacy.order_lines;
 
 -- Target tables: same columns by name, in another order, with constraints.
 CREATE TABLE public.customers (

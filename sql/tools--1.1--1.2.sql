@@ -36,9 +36,9 @@ SELECT j.run_id,
        END AS rate,
        CASE WHEN j.state OPERATOR(pg_catalog.=) 'completed' THEN '0'::pg_catalog.interval
             WHEN a.active AND j.rate OPERATOR(pg_catalog.>) 0
-            THEN pg_catalog.make_interval(secs => pg_catalog.round(
-                     GREATEST(j.total OPERATOR(pg_catalog.-) j.rows, 0)
-                     OPERATOR(pg_catalog./) j.rate)::pg_catalog.float8)
+            THEN pg_catalog.make_interval(secs =>
+                     (GREATEST(j.total OPERATOR(pg_catalog.-) j.rows, 0)
+                      OPERATOR(pg_catalog./) j.rate)::pg_catalog.float8)
        END AS eta
   FROM @extschema@.job AS j
   LEFT JOIN @extschema@.config AS c ON c.config_id OPERATOR(pg_catalog.=) j.config_id
