@@ -59,11 +59,11 @@ tools_materialize(FunctionCallInfo fcinfo, TupleDesc *desc)
 }
 
 /*
- * The run named by argument argno of a function: the latest run when it is
- * NULL.  The run must exist.  The caller is connected to SPI.
+ * Connect to SPI and find the run named by argument argno of a function:
+ * the latest run when it is NULL.  The run must exist.
  */
 int64
-tools_run_arg(FunctionCallInfo fcinfo, int argno)
+tools_connect_run(FunctionCallInfo fcinfo, int argno)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1];
@@ -71,6 +71,8 @@ tools_run_arg(FunctionCallInfo fcinfo, int argno)
 	bool		isnull;
 	Datum		d;
 
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
 	if (PG_ARGISNULL(argno))
 		nulls[0] = 'n';
 	else

@@ -237,9 +237,7 @@ tools_estimate(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("exact must not be NULL")));
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	run_id = tools_run_arg(fcinfo, 0);
+	run_id = tools_connect_run(fcinfo, 0);
 	tools_estimate_run(run_id, PG_GETARG_BOOL(1), false, store, desc);
 	SPI_finish();
 	return (Datum) 0;
@@ -313,9 +311,7 @@ tools_verify(PG_FUNCTION_ARGS)
 	int			level;
 	ErrorContextCallback errcb;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	run_id = tools_run_arg(fcinfo, 0);
+	run_id = tools_connect_run(fcinfo, 0);
 	njobs = select_jobs(run_id);
 	jobs = SPI_tuptable;
 	level = tools_fix_style();

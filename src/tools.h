@@ -135,7 +135,7 @@ extern void tools_restore_style(int level);
 /* plan.c */
 extern Tuplestorestate *tools_materialize(FunctionCallInfo fcinfo,
 										  TupleDesc *desc);
-extern int64 tools_run_arg(FunctionCallInfo fcinfo, int argno);
+extern int64 tools_connect_run(FunctionCallInfo fcinfo, int argno);
 
 /* range.c */
 extern void tools_estimate_run(int64 run_id, bool exact, bool tolerant,

@@ -500,13 +500,11 @@ tools_launch(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("workers must be at least 1")));
 	workers = PG_GETARG_INT32(1);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 
 	memset(&args, 0, sizeof(args));
 	args.database = MyDatabaseId;
 	args.role = GetUserId();
-	args.run_id = tools_run_arg(fcinfo, 0);
+	args.run_id = tools_connect_run(fcinfo, 0);
 	args.launched = GetCurrentTimestamp();
 	check_role(args.role);
 	jobs = jobs_to_run(args.run_id, args.launched);
@@ -575,9 +573,7 @@ tools_cancel(PG_FUNCTION_ARGS)
 	int64		run_id;
 	uint64		n;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	run_id = tools_run_arg(fcinfo, 0);
+	run_id = tools_connect_run(fcinfo, 0);
 
 	/* Held to the end of the transaction: no worker claims a job. */
 	TOOLS_SET_LOCKTAG(cancel_tag, run_id, TOOLS_CANCEL_LOCK_SPACE);
@@ -615,9 +611,7 @@ tools_wait(PG_FUNCTION_ARGS)
 						XactIsoLevel == XACT_SERIALIZABLE ? "SERIALIZABLE" : "REPEATABLE READ"),
 				 errdetail("Its report must see what the jobs commit while it waits."),
 				 errhint("Call it in a READ COMMITTED transaction.")));
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	run_id = tools_run_arg(fcinfo, 0);
+	run_id = tools_connect_run(fcinfo, 0);
 
 	values[0] = Int64GetDatum(run_id);
 	values[1] = ObjectIdGetDatum(MyDatabaseId);
