@@ -59,6 +59,9 @@ SELECT target, state, rows FROM tools.wait();
 SELECT c.target, j.state, j.rows, j.error
   FROM tools.job j JOIN tools.config c USING (config_id)
  WHERE j.run_id = :run ORDER BY j.job_id;
+-- One worker takes the jobs in priority order.
+SELECT array_agg(c.priority ORDER BY j.ts) AS priorities_by_start
+  FROM tools.job j JOIN tools.config c USING (config_id) WHERE j.run_id = :run;
 -- A job that failed before the launch is taken again: it fails again...
 SELECT tools.launch();
 SELECT target, state, rows FROM tools.wait();

@@ -60,6 +60,8 @@ $node->safe_psql('postgres', q{
   SELECT format('source.s%s', i)::regclass, format('public.t%s', i)::regclass, 'id', 1,
          'public.gate(id)', 1000, true
     FROM generate_series(1, 4) i;
+  -- Priorities order the jobs; they are no barrier (run 3).
+  UPDATE tools.config SET priority = 2 WHERE target = 'public.t4'::regclass;
 });
 
 # psql as alice, from a session that disconnects at once.
@@ -172,7 +174,8 @@ is( $node->safe_psql('postgres', 'SELECT string_agg(format(\'%s %s\', state, row
 is($node->safe_psql('postgres', 'SELECT bool_and(ok) FROM tools.verify(2)'), 't',
 	'no row lost or doubled');
 
-# Run 3: a job that a client's CALL runs is not taken by a worker.
+# Run 3: a job that a client's CALL runs is not taken by a worker; the
+# worker's job, of priority 2, does not wait for the CALL's, of priority 1.
 $node->safe_psql('postgres', q{SELECT tools.run('{public.t3, public.t4}')});
 my ($a, $b) = split /\n/, $node->safe_psql('postgres', 'SELECT job_id FROM tools.job WHERE run_id = 3 ORDER BY job_id');
 gate_close();
@@ -187,7 +190,7 @@ is( $node->safe_psql('postgres', q{
 	  SELECT (l.classid::int8 << 32 | l.objid::int8)
 	    FROM pg_locks l JOIN pg_stat_activity a USING (pid)
 	   WHERE a.backend_type = 'tools worker' AND l.locktype = 'advisory' AND l.objsubid = 29744}),
-	$b, 'the worker takes the job that no CALL runs');
+	$b, 'the worker takes the job that no CALL runs, of priority 2 while one of priority 1 runs');
 gate_open();
 $call->finish;
 is($call_err, '', 'the CALL completes its job');
