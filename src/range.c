@@ -166,7 +166,7 @@ tools_estimate_run(int64 run_id, bool exact, bool tolerant,
 	for (i = 0; i < njobs; i++)
 	{
 		ToolsJob	job;
-		int64		total = -1;
+		volatile int64 total = -1;
 		Oid			types[2] = {INT8OID, INT8OID};
 		Datum		values[2];
 		char		nulls[2] = {' ', ' '};

@@ -315,7 +315,7 @@ tools_worker_main(Datum arg)
 	WorkerArgs	args;
 	MemoryContext cxt;
 	LOCKTAG		run_tag;
-	bool		done = false;
+	volatile bool done = false;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 	pqsignal(SIGTERM, die);
