@@ -128,6 +128,12 @@ SELECT state, lastkey, rows FROM tools.job WHERE run_id = (SELECT max(run_id) FR
 SELECT reads - :reads_before AS remote_reads FROM remote.reads_count;
 SELECT public.differing('remote.lines', 'public.fdw_lines', 'order_id, line, qty') AS lines;
 
+-- tools.verify() over postgres_fdw: the range and the condition go to the
+-- remote server, the rows are hashed here.  A changed value is found.
+SELECT job_id, source_rows, target_rows, ok FROM tools.verify();
+UPDATE public.fdw_lines SET qty = qty + 1 WHERE order_id = 1000 AND line = 2;
+SELECT job_id, source_rows, target_rows, ok FROM tools.verify();
+
 DROP TABLE public.fdw_items, public.fdw_orders, public.fdw_notes, public.fdw_items_from_file,
   public.fdw_items_parts, public.fdw_lines;
 DROP FUNCTION public.differing(regclass, regclass, text);
