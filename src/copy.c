@@ -133,7 +133,7 @@ lock_job(int64 job_id, LOCKTAG *tag)
 		int			pid;
 
 		connect_spi();
-		pid = tools_lock_holder(tag);
+		pid = tools_lock_holder(job_id, TOOLS_JOB_LOCK_SPACE);
 		SPI_finish();
 
 		ereport(ERROR,
@@ -507,8 +507,8 @@ check_null_keys(CopyState *st)
 static void
 check_target_owner(CopyState *st)
 {
-	Oid			types[4] = {INT8OID, OIDOID, OIDOID, INT4OID};
-	Datum		values[4];
+	Oid			types[3] = {INT8OID, OIDOID, INT4OID};
+	Datum		values[3];
 	TupleDesc	desc;
 	HeapTuple	row;
 	bool		isnull;
@@ -518,27 +518,20 @@ check_target_owner(CopyState *st)
 
 	values[0] = Int64GetDatum(st->job.run_id);
 	values[1] = ObjectIdGetDatum(st->job.target);
-	values[2] = ObjectIdGetDatum(MyDatabaseId);
-	values[3] = Int32GetDatum(TOOLS_JOB_LOCK_SPACE);
-	if (tools_execute("WITH held AS ("
-					  "SELECT (l.classid::pg_catalog.int8 OPERATOR(pg_catalog.<<) 32)"
-					  " OPERATOR(pg_catalog.|) l.objid::pg_catalog.int8 AS job_id, l.pid"
-					  " FROM pg_catalog.pg_locks AS l"
-					  " WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory'"
-					  " AND l.database OPERATOR(pg_catalog.=) $3"
-					  " AND l.objsubid OPERATOR(pg_catalog.=) $4 AND l.granted"
-					  " AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid())"
+	values[2] = Int32GetDatum(TOOLS_JOB_LOCK_SPACE);
+	if (tools_execute("WITH held AS " TOOLS_HELD_LOCKS_SQL
 					  " SELECT j.job_id, j.run_id, h.pid"
 					  " FROM " TOOLS_SCHEMA ".job AS j"
 					  " JOIN " TOOLS_SCHEMA ".config AS c"
 					  " ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
-					  " LEFT JOIN held AS h ON h.job_id OPERATOR(pg_catalog.=) j.job_id"
+					  " LEFT JOIN held AS h ON h.space OPERATOR(pg_catalog.=) $3"
+					  " AND h.id OPERATOR(pg_catalog.=) j.job_id"
 					  " WHERE c.target::pg_catalog.oid OPERATOR(pg_catalog.=) $2"
 					  " AND j.run_id OPERATOR(pg_catalog.<>) $1"
 					  " AND (h.pid IS NOT NULL OR (j.run_id OPERATOR(pg_catalog.>) $1"
 					  " AND j.ts IS NOT NULL))"
 					  " ORDER BY h.pid IS NULL, j.job_id LIMIT 1",
-					  4, types, values, NULL, SPI_OK_SELECT) == 0)
+					  3, types, values, NULL, SPI_OK_SELECT) == 0)
 		return;
 
 	desc = SPI_tuptable->tupdesc;

@@ -39,6 +39,20 @@
 #define TOOLS_RUN_LOCK_SPACE	0x7431
 #define TOOLS_CANCEL_LOCK_SPACE 0x7432
 
+/*
+ * The advisory locks of this database that other processes hold, as a
+ * subquery with columns space (field4), id (the 64-bit key) and pid.
+ */
+#define TOOLS_HELD_LOCKS_SQL \
+	"(SELECT l.objsubid AS space," \
+	" (l.classid::pg_catalog.int8 OPERATOR(pg_catalog.<<) 32)" \
+	" OPERATOR(pg_catalog.|) l.objid::pg_catalog.int8 AS id, l.pid" \
+	" FROM pg_catalog.pg_locks AS l" \
+	" WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory'" \
+	" AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database AS d" \
+	" WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())" \
+	" AND l.granted AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid())"
+
 #define TOOLS_SET_LOCKTAG(tag, id, space) \
 	SET_LOCKTAG_ADVISORY((tag), MyDatabaseId, (uint32) ((uint64) (id) >> 32), \
 						 (uint32) (id), (space))
@@ -143,7 +157,7 @@ extern void tools_estimate_run(int64 run_id, bool exact, bool tolerant,
 
 /* worker.c */
 extern PGDLLEXPORT void tools_worker_main(Datum arg);
-extern int	tools_lock_holder(const LOCKTAG *tag);
+extern int	tools_lock_holder(int64 id, int space);
 
 /* spi.c */
 extern uint64 tools_execute(const char *sql, int nargs, Oid *types,

@@ -86,29 +86,19 @@ typedef struct WorkerArgs
 	" OR state OPERATOR(pg_catalog.=) 'failed'" \
 	" AND (updated IS NULL OR updated OPERATOR(pg_catalog.<) $2))"
 
-/* The pids holding an advisory lock, as the WHERE clause of pg_locks. */
-#define HOLDERS_SQL \
-	" FROM pg_catalog.pg_locks" \
-	" WHERE locktype OPERATOR(pg_catalog.=) 'advisory'" \
-	" AND database OPERATOR(pg_catalog.=) $1" \
-	" AND classid OPERATOR(pg_catalog.=) $2" \
-	" AND objid OPERATOR(pg_catalog.=) $3" \
-	" AND objsubid OPERATOR(pg_catalog.=) $4 AND granted" \
-	" AND pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()"
-
-/* Run a query on the holders of a lock: "SELECT list FROM pg_locks ...". */
+/* Run "SELECT list" on the processes that hold an advisory lock. */
 static uint64
-select_holders(const LOCKTAG *tag, const char *list)
+select_holders(int64 id, int space, const char *list)
 {
-	Oid			types[4] = {OIDOID, OIDOID, OIDOID, INT2OID};
-	Datum		values[4];
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2];
 
-	values[0] = ObjectIdGetDatum(tag->locktag_field1);
-	values[1] = ObjectIdGetDatum(tag->locktag_field2);
-	values[2] = ObjectIdGetDatum(tag->locktag_field3);
-	values[3] = Int16GetDatum((int16) tag->locktag_field4);
-	return tools_execute(psprintf("SELECT %s" HOLDERS_SQL, list),
-						 4, types, values, NULL, SPI_OK_SELECT);
+	values[0] = Int64GetDatum(id);
+	values[1] = Int32GetDatum(space);
+	return tools_execute(psprintf("SELECT %s FROM " TOOLS_HELD_LOCKS_SQL " AS h"
+								  " WHERE h.id OPERATOR(pg_catalog.=) $1"
+								  " AND h.space OPERATOR(pg_catalog.=) $2", list),
+						 2, types, values, NULL, SPI_OK_SELECT);
 }
 
 /*
@@ -116,12 +106,12 @@ select_holders(const LOCKTAG *tag, const char *list)
  * The caller is connected to SPI.
  */
 int
-tools_lock_holder(const LOCKTAG *tag)
+tools_lock_holder(int64 id, int space)
 {
 	bool		isnull;
 	Datum		pid;
 
-	select_holders(tag, "pg_catalog.min(pid)");
+	select_holders(id, space, "pg_catalog.min(pid)");
 	pid = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 						&isnull);
 	return isnull ? 0 : DatumGetInt32(pid);
@@ -139,9 +129,9 @@ nap(long ms)
 
 /* Wait until no other process holds an advisory lock. */
 static void
-wait_for_holders(const LOCKTAG *tag)
+wait_for_holders(int64 id, int space)
 {
-	while (tools_lock_holder(tag) != 0)
+	while (tools_lock_holder(id, space) != 0)
 		nap(WAIT_POLL_MS);
 }
 
@@ -441,7 +431,7 @@ jobs_to_run(int64 run_id, TimestampTz launched)
  * then tools.wait() cannot miss it.
  */
 static void
-wait_for_workers(BackgroundWorkerHandle **handles, int n, const LOCKTAG *tag)
+wait_for_workers(BackgroundWorkerHandle **handles, int n, int64 run_id)
 {
 	int			i = 0;
 
@@ -458,7 +448,8 @@ wait_for_workers(BackgroundWorkerHandle **handles, int n, const LOCKTAG *tag)
 					 errmsg("the server stopped while workers were starting")));
 		if (status == BGWH_STARTED)
 		{
-			uint64		nholders = select_holders(tag, "pid");
+			uint64		nholders = select_holders(run_id, TOOLS_RUN_LOCK_SPACE,
+												  "pid");
 
 			for (j = 0; j < nholders; j++)
 			{
@@ -489,7 +480,6 @@ tools_launch(PG_FUNCTION_ARGS)
 	WorkerArgs	args;
 	BackgroundWorker worker;
 	BackgroundWorkerHandle **handles;
-	LOCKTAG		run_tag;
 	int32		workers;
 	int64		jobs;
 	int			wanted;
@@ -552,8 +542,7 @@ tools_launch(PG_FUNCTION_ARGS)
 						   max_worker_processes),
 				 errhint("The workers started take every job in turn; raise max_worker_processes for more at once.")));
 
-	TOOLS_SET_LOCKTAG(run_tag, args.run_id, TOOLS_RUN_LOCK_SPACE);
-	wait_for_workers(handles, started, &run_tag);
+	wait_for_workers(handles, started, args.run_id);
 	SPI_finish();
 	PG_RETURN_INT32(started);
 }
@@ -569,7 +558,6 @@ Datum
 tools_cancel(PG_FUNCTION_ARGS)
 {
 	LOCKTAG		cancel_tag;
-	LOCKTAG		run_tag;
 	int64		run_id;
 	uint64		n;
 
@@ -579,9 +567,9 @@ tools_cancel(PG_FUNCTION_ARGS)
 	TOOLS_SET_LOCKTAG(cancel_tag, run_id, TOOLS_CANCEL_LOCK_SPACE);
 	(void) LockAcquire(&cancel_tag, ExclusiveLock, false, false);
 
-	TOOLS_SET_LOCKTAG(run_tag, run_id, TOOLS_RUN_LOCK_SPACE);
-	n = select_holders(&run_tag, "pg_catalog.pg_cancel_backend(pid)");
-	wait_for_holders(&run_tag);
+	n = select_holders(run_id, TOOLS_RUN_LOCK_SPACE,
+					   "pg_catalog.pg_cancel_backend(pid)");
+	wait_for_holders(run_id, TOOLS_RUN_LOCK_SPACE);
 	SPI_finish();
 	PG_RETURN_INT32((int32) n);
 }
@@ -599,8 +587,8 @@ tools_wait(PG_FUNCTION_ARGS)
 {
 	TupleDesc	desc;
 	Tuplestorestate *store = tools_materialize(fcinfo, &desc);
-	Oid			types[4] = {INT8OID, OIDOID, INT4OID, INT4OID};
-	Datum		values[4];
+	Oid			types[3] = {INT8OID, INT4OID, INT4OID};
+	Datum		values[3];
 	int64		run_id;
 	uint64		i;
 
@@ -614,26 +602,18 @@ tools_wait(PG_FUNCTION_ARGS)
 	run_id = tools_connect_run(fcinfo, 0);
 
 	values[0] = Int64GetDatum(run_id);
-	values[1] = ObjectIdGetDatum(MyDatabaseId);
-	values[2] = Int32GetDatum(TOOLS_RUN_LOCK_SPACE);
-	values[3] = Int32GetDatum(TOOLS_JOB_LOCK_SPACE);
+	values[1] = Int32GetDatum(TOOLS_RUN_LOCK_SPACE);
+	values[2] = Int32GetDatum(TOOLS_JOB_LOCK_SPACE);
 	for (;;)
 	{
-		if (tools_execute("WITH held AS (SELECT l.objsubid,"
-						  " (l.classid::pg_catalog.int8 OPERATOR(pg_catalog.<<) 32)"
-						  " OPERATOR(pg_catalog.|) l.objid::pg_catalog.int8 AS id"
-						  " FROM pg_catalog.pg_locks AS l"
-						  " WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory'"
-						  " AND l.database OPERATOR(pg_catalog.=) $2 AND l.granted"
-						  " AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid())"
-						  " SELECT FROM held"
-						  " WHERE objsubid OPERATOR(pg_catalog.=) $3"
-						  " AND id OPERATOR(pg_catalog.=) $1"
-						  " OR objsubid OPERATOR(pg_catalog.=) $4"
-						  " AND id OPERATOR(pg_catalog.=) ANY (SELECT job_id FROM "
+		if (tools_execute("SELECT FROM " TOOLS_HELD_LOCKS_SQL " AS h"
+						  " WHERE h.space OPERATOR(pg_catalog.=) $2"
+						  " AND h.id OPERATOR(pg_catalog.=) $1"
+						  " OR h.space OPERATOR(pg_catalog.=) $3"
+						  " AND h.id OPERATOR(pg_catalog.=) ANY (SELECT job_id FROM "
 						  TOOLS_SCHEMA ".job WHERE run_id OPERATOR(pg_catalog.=) $1)"
 						  " LIMIT 1",
-						  4, types, values, NULL, SPI_OK_SELECT) == 0)
+						  3, types, values, NULL, SPI_OK_SELECT) == 0)
 			break;
 		nap(WAIT_POLL_MS);
 	}
