@@ -3,12 +3,16 @@
 EXTENSION = tools
 MODULE_big = tools
 OBJS = src/plan.o src/copy.o src/bulk.o src/key.o src/query.o src/range.o \
-	src/spi.o src/worker.o
+	src/remote.o src/spi.o src/worker.o
 DATA = $(wildcard sql/tools--*.sql)
 PGFILEDESC = "tools - config-table-driven data migration"
 
+# remote.c reads postgres_fdw sources with libpq
+PG_CPPFLAGS = -I$(libpq_srcdir)
+SHLIB_LINK_INTERNAL = $(libpq)
+
 # pg_regress: sql/NAME.sql against expected/NAME.out, in this order
-REGRESS = setup plan copy keys parts bulk resume truncate report progress verify workers search_path timeout privileges errors fdw upgrade
+REGRESS = setup plan copy keys parts bulk resume truncate report progress verify workers search_path timeout privileges errors fdw remote upgrade
 
 # isolation specs: test/specs/*.spec against test/expected/*.out
 ISOLATION = $(basename $(notdir $(wildcard test/specs/*.spec)))

@@ -42,6 +42,7 @@
 #include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
 
@@ -66,6 +67,11 @@ _PG_init(void)
 							 "Writes batches into plain tables the way COPY FROM does.",
 							 "Off, every batch is an INSERT ... SELECT statement.",
 							 &tools_bulk_insert, true, PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomBoolVariable("tools.remote_copy",
+							 "Reads postgres_fdw sources with COPY over a connection of its own.",
+							 "Off, batches read postgres_fdw sources through the foreign table.",
+							 &tools_remote_copy, true, PGC_USERSET, 0,
 							 NULL, NULL, NULL);
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("tools");
@@ -144,20 +150,18 @@ typedef struct BulkDest
 } BulkDest;
 
 /*
- * An executor state with the target as its one result relation, as INSERT
- * would set it up: the range table entry carries the insert right on the
- * copied columns, which error reports and permission checks use.
+ * The target as the one entry of a range table, as INSERT has it: the
+ * insert right on the copied columns, checked here, which error reports and
+ * permission checks of the executor use.  perminfos is NIL before
+ * PostgreSQL 16.
  */
-static void
-init_target(BulkDest *dest)
+void
+tools_target_rtable(const ToolsJob *job, List **rtable, List **perminfos)
 {
-	const ToolsJob *job = dest->job;
-	EState	   *estate = CreateExecutorState();
 	RangeTblEntry *rte = makeNode(RangeTblEntry);
 	Bitmapset  *cols = NULL;
 	int			i;
 #if PG_VERSION_NUM >= 160000
-	List	   *perminfos = NIL;
 	RTEPermissionInfo *perm;
 #endif
 
@@ -167,24 +171,37 @@ init_target(BulkDest *dest)
 
 	rte->rtekind = RTE_RELATION;
 	rte->relid = job->target;
-	rte->relkind = RELKIND_RELATION;
+	rte->relkind = get_rel_relkind(job->target);
 	rte->rellockmode = RowExclusiveLock;
+	*rtable = list_make1(rte);
+	*perminfos = NIL;
 #if PG_VERSION_NUM >= 160000
-	perm = addRTEPermissionInfo(&perminfos, rte);
+	perm = addRTEPermissionInfo(perminfos, rte);
 	perm->requiredPerms = ACL_INSERT;
 	perm->insertedCols = cols;
-	ExecCheckPermissions(list_make1(rte), perminfos, true);
-#if PG_VERSION_NUM >= 180000
-	ExecInitRangeTable(estate, list_make1(rte), perminfos,
-					   bms_make_singleton(1));
-#else
-	ExecInitRangeTable(estate, list_make1(rte), perminfos);
-#endif
+	ExecCheckPermissions(*rtable, *perminfos, true);
 #else
 	rte->requiredPerms = ACL_INSERT;
 	rte->insertedCols = cols;
-	ExecCheckRTPerms(list_make1(rte), true);
-	ExecInitRangeTable(estate, list_make1(rte));
+	ExecCheckRTPerms(*rtable, true);
+#endif
+}
+
+/* An executor state with the target as its one result relation. */
+static void
+init_target(BulkDest *dest)
+{
+	EState	   *estate = CreateExecutorState();
+	List	   *rtable;
+	List	   *perminfos;
+
+	tools_target_rtable(dest->job, &rtable, &perminfos);
+#if PG_VERSION_NUM >= 180000
+	ExecInitRangeTable(estate, rtable, perminfos, bms_make_singleton(1));
+#elif PG_VERSION_NUM >= 160000
+	ExecInitRangeTable(estate, rtable, perminfos);
+#else
+	ExecInitRangeTable(estate, rtable);
 #endif
 
 	dest->estate = estate;

@@ -55,6 +55,8 @@ typedef enum JobPlan
 	PLAN_NEXT,					/* upper end of a full batch */
 	PLAN_LAST,					/* upper end of the last batch */
 	PLAN_COPY,					/* copy a key range */
+	PLAN_REMOTE,				/* read a key range, planned for its own
+								 * range (tools_remote_batch()) */
 	NUM_PLANS
 } JobPlan;
 
@@ -269,11 +271,16 @@ read_config(CopyState *st, Datum *lastkey)
 	return first;
 }
 
-/* Prepare a statement and keep its plan past the commits. */
+/*
+ * Prepare a statement and keep its plan past the commits; cursor_options
+ * may ask for a plan of each execution's parameters.
+ */
 static SPIPlanPtr
-keep_plan(const ToolsJob *job, const char *sql)
+keep_plan(const ToolsJob *job, const char *sql, int cursor_options)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, NUM_PARAMS(job), tools_param_types(job));
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, NUM_PARAMS(job),
+										  tools_param_types(job),
+										  cursor_options);
 
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
@@ -295,12 +302,16 @@ prepare_plans(CopyState *st)
 	{
 		if (job->batchsize > 0)
 			st->plans[PLAN_NEXT][lower] =
-				keep_plan(job, tools_bound_sql(job, lower, false));
+				keep_plan(job, tools_bound_sql(job, lower, false), 0);
 		st->plans[PLAN_LAST][lower] =
-			keep_plan(job, tools_bound_sql(job, lower, true));
+			keep_plan(job, tools_bound_sql(job, lower, true), 0);
 		st->plans[PLAN_COPY][lower] =
 			keep_plan(job, job->bulk ? tools_select_sql(job, lower) :
-					  tools_copy_sql(job, lower));
+					  tools_copy_sql(job, lower), 0);
+		if (job->remote != NULL)
+			st->plans[PLAN_REMOTE][lower] =
+				keep_plan(job, tools_select_sql(job, lower),
+						  CURSOR_OPT_CUSTOM_PLAN);
 	}
 }
 
@@ -741,9 +752,14 @@ copy_batch(CopyState *st)
 		SPIPlanPtr	plan = st->plans[PLAN_COPY][st->has_last];
 		ParamListInfo params = batch_params(st, upper);
 
-		if (job->bulk)
+		bool		remote;
+
+		remote = job->remote != NULL &&
+			tools_remote_batch(job, st->plans[PLAN_REMOTE][st->has_last],
+							   params, &copied);
+		if (!remote && job->bulk)
 			copied = tools_bulk_copy(job, plan, params);
-		else
+		else if (!remote)
 			copied = tools_execute_plan(plan, params, false, SPI_OK_INSERT);
 	}
 
@@ -812,6 +828,7 @@ run_job(int64 job_id)
 	{
 		error_context_stack = errcb.previous;
 		free_plans(st);
+		tools_remote_close(&st->job);
 	}
 	PG_END_TRY();
 }

@@ -167,6 +167,7 @@ tools_describe_job(ToolsJob *job)
 	else
 		elog(DEBUG1, "tools job %lld writes into %s with INSERT: %s",
 			 (long long) job->job_id, job->target_name, obstacle);
+	tools_remote_describe(job);
 }
 
 /* The types of the statements' parameters, in the order of PARAM_*. */

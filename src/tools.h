@@ -116,6 +116,7 @@ typedef struct ToolsJob
 	AttrNumber *target_attnums; /* their numbers in the target */
 	bool		same_types;		/* each has the same type and typmod in both */
 	bool		bulk;			/* batches go through tools_bulk_copy() */
+	struct ToolsRemote *remote; /* batches may go through tools_remote_copy() */
 } ToolsJob;
 
 /*
@@ -134,6 +135,8 @@ typedef struct ToolsJob
 extern const char *tools_bulk_obstacle(const ToolsJob *job);
 extern uint64 tools_bulk_copy(const ToolsJob *job, SPIPlanPtr plan,
 							  ParamListInfo params);
+extern void tools_target_rtable(const ToolsJob *job, List **rtable,
+								List **perminfos);
 
 /* key.c */
 extern void tools_describe_key(ToolsJob *job);
@@ -158,6 +161,13 @@ extern void tools_estimate_run(int64 run_id, bool exact, bool tolerant,
 /* worker.c */
 extern PGDLLEXPORT void tools_worker_main(Datum arg);
 extern int	tools_lock_holder(int64 id, int space);
+
+/* remote.c */
+extern bool tools_remote_copy;
+extern void tools_remote_describe(ToolsJob *job);
+extern bool tools_remote_batch(ToolsJob *job, SPIPlanPtr plan,
+							   ParamListInfo params, uint64 *rows);
+extern void tools_remote_close(ToolsJob *job);
 
 /* spi.c */
 extern uint64 tools_execute(const char *sql, int nargs, Oid *types,

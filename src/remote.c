@@ -1,0 +1,685 @@
+/*-------------------------------------------------------------------------
+ *
+ * remote.c
+ *		Read the batches of a postgres_fdw source with COPY.
+ *
+ * Through postgres_fdw a batch's rows come by cursor, FETCH after FETCH:
+ * the remote server waits while this one writes what it fetched, and this
+ * one waits while the remote server reads the next rows.  A job whose
+ * source is a postgres_fdw foreign table opens instead a connection of its
+ * own to the same server, with the options of the server and of the user
+ * mapping, and has each batch streamed by COPY (SELECT ...) TO STDOUT into
+ * COPY FROM on the target: both servers work at once, as with a pipe from
+ * one psql COPY to another, without the two client processes in between.
+ *
+ * The SELECT is postgres_fdw's own.  The batch's statement is planned with
+ * its key range as constants, and what the remote server runs is the
+ * remote SQL of the plan's foreign scan: the columns, the range and the
+ * condition as postgres_fdw sends them, and nothing else.  A batch whose
+ * plan is more than that one scan (a condition that postgres_fdw leaves to
+ * this server, a plan cache forced to generic plans) reads through the
+ * foreign table instead, and so do the job's later batches.
+ *
+ * Rows come in COPY's binary format when every column has the same built-in
+ * type on both servers, as the remote server describes the statement, and
+ * the session's client encoding is the database's; otherwise in text,
+ * written by the remote server in the styles postgres_fdw sets there and
+ * read here in the same styles.
+ *
+ * The connection lives for one call of tools.start() and is closed when the
+ * call ends, whether it completes or fails: an error can leave a COPY half
+ * read, and a new call connects again.  Waits on the remote server happen
+ * on the process latch, so that cancel and terminate requests are served.
+ *
+ * As postgres_fdw, a role that is not a superuser connects only with the
+ * password of its user mapping, and only to a server that asks for it,
+ * unless a superuser set password_required 'false' on the mapping.  Such a
+ * role's job without a password in its mapping reads through the foreign
+ * table, where postgres_fdw applies its own rules.
+ *
+ * PostgreSQL 14 and later; earlier, batches read through the foreign table.
+ *
+ * IDENTIFICATION
+ *		src/remote.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "access/transam.h"
+#include "catalog/pg_class.h"
+#include "commands/copy.h"
+#include "commands/defrem.h"
+#include "executor/executor.h"
+#include "foreign/foreign.h"
+#include "libpq-fe.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/plannodes.h"
+#include "parser/parse_node.h"
+#include "storage/fd.h"
+#include "storage/latch.h"
+#include "utils/acl.h"
+#include "utils/lsyscache.h"
+#include "utils/plancache.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#if PG_VERSION_NUM >= 140000
+#include "utils/wait_event.h"
+#endif
+
+#include "tools.h"
+
+/* tools.remote_copy: off, batches read postgres_fdw sources through it. */
+bool		tools_remote_copy = true;
+
+/* A job's way to its postgres_fdw source's server, for one call. */
+typedef struct ToolsRemote
+{
+	Oid			server;
+	char	   *server_name;
+	Oid			user;
+	bool		password_required;
+	bool		disabled;		/* a batch's plan did not fit: read through
+								 * the foreign table from now on */
+	bool		described;		/* binary is decided */
+	bool		binary;
+	PGconn	   *conn;
+
+	/* the COPY being read: its current row, and how much of it was read */
+	const char *sql;
+	char	   *row;
+	int			row_len;
+	int			row_pos;
+	bool		done;
+} ToolsRemote;
+
+#if PG_VERSION_NUM >= 140000
+
+/* The option of a user mapping that lets its role in without a password. */
+static bool
+mapping_password_required(UserMapping *mapping)
+{
+	ListCell   *lc;
+
+	foreach(lc, mapping->options)
+	{
+		DefElem    *def = lfirst_node(DefElem, lc);
+
+		if (strcmp(def->defname, "password_required") == 0)
+			return defGetBoolean(def);
+	}
+	return true;
+}
+
+static bool
+mapping_has_password(UserMapping *mapping)
+{
+	ListCell   *lc;
+
+	foreach(lc, mapping->options)
+		if (strcmp(lfirst_node(DefElem, lc)->defname, "password") == 0)
+			return true;
+	return false;
+}
+
+/* Whether a role's user mapping of a server exists, its own or PUBLIC's. */
+static bool
+mapping_exists(Oid user, Oid server)
+{
+	return SearchSysCacheExists2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(user),
+								 ObjectIdGetDatum(server)) ||
+		SearchSysCacheExists2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
+							  ObjectIdGetDatum(server));
+}
+
+#endif							/* PG_VERSION_NUM >= 140000 */
+
+/* Why a job's batches cannot read through COPY, or NULL when they can. */
+static const char *
+remote_obstacle(const ToolsJob *job, ToolsRemote *r)
+{
+#if PG_VERSION_NUM < 140000
+	return "PostgreSQL 14 or later is needed";
+#else
+	ForeignServer *server;
+	ForeignDataWrapper *fdw;
+	char	   *handler;
+	Relation	rel;
+	const char *why = NULL;
+
+	if (!tools_remote_copy)
+		return "tools.remote_copy is off";
+	if (!job->source_foreign)
+		return "the source is not a foreign table";
+	server = GetForeignServer(GetForeignTable(job->source)->serverid);
+	fdw = GetForeignDataWrapper(server->fdwid);
+	handler = OidIsValid(fdw->fdwhandler) ? get_func_name(fdw->fdwhandler) : NULL;
+	if (handler == NULL || strcmp(handler, "postgres_fdw_handler") != 0)
+		return "the source is not a postgres_fdw foreign table";
+	if (!job->same_types)
+		return "a copied column has another type in the source";
+
+	r->server = server->serverid;
+	r->server_name = server->servername;
+	r->user = GetUserId();
+	if (!mapping_exists(r->user, r->server))
+		return "no user mapping for the current role";
+	if (!superuser_arg(r->user))
+	{
+		UserMapping *mapping = GetUserMapping(r->user, r->server);
+
+		r->password_required = mapping_password_required(mapping);
+		if (r->password_required && !mapping_has_password(mapping))
+			return "the user mapping has no password";
+	}
+
+	/* COPY FROM writes as INSERT would, but for rules and row security. */
+	rel = table_open(job->target, AccessShareLock);
+	if (rel->rd_rel->relkind != RELKIND_RELATION &&
+		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+		why = "the target is not a table";
+	else if (rel->rd_rules != NULL)
+		why = "the target has rules";
+	else if (check_enable_rls(job->target, InvalidOid, true) == RLS_ENABLED)
+		why = "row level security applies to the target";
+	table_close(rel, AccessShareLock);
+	return why;
+#endif
+}
+
+/*
+ * Decide whether the job's batches read its source with COPY, when
+ * tools_describe_job() describes it.
+ */
+void
+tools_remote_describe(ToolsJob *job)
+{
+	ToolsRemote *r = palloc0(sizeof(ToolsRemote));
+	const char *why = remote_obstacle(job, r);
+
+	job->remote = why == NULL ? r : NULL;
+	if (why == NULL)
+		elog(DEBUG1, "tools job %lld reads %s with COPY on server \"%s\"",
+			 (long long) job->job_id, job->source_name, r->server_name);
+	else if (job->source_foreign)
+		elog(DEBUG1, "tools job %lld reads %s through the foreign table: %s",
+			 (long long) job->job_id, job->source_name, why);
+}
+
+#if PG_VERSION_NUM >= 140000
+
+/* The remote server's error, or the connection's, as this server's. */
+static void
+remote_error(ToolsRemote *r, PGresult *res)
+{
+	const char *sqlstate = NULL;
+	char	   *message = NULL;
+	char	   *detail = NULL;
+	char	   *hint = NULL;
+	char	   *context;
+	int			code = ERRCODE_CONNECTION_FAILURE;
+
+	if (res != NULL)
+	{
+		sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		if (PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) != NULL)
+			message = pstrdup(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+		if (PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) != NULL)
+			detail = pstrdup(PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL));
+		if (PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) != NULL)
+			hint = pstrdup(PQresultErrorField(res, PG_DIAG_MESSAGE_HINT));
+		if (sqlstate != NULL && strlen(sqlstate) == 5)
+			code = MAKE_SQLSTATE(sqlstate[0], sqlstate[1], sqlstate[2],
+								 sqlstate[3], sqlstate[4]);
+		PQclear(res);
+	}
+	if (message == NULL)
+		message = pchomp(PQerrorMessage(r->conn));
+	if (r->sql != NULL)
+		context = psprintf("remote SQL command on server \"%s\": %s",
+						   r->server_name, r->sql);
+	else
+		context = psprintf("connection to server \"%s\"", r->server_name);
+
+	ereport(ERROR,
+			(errcode(code),
+			 errmsg_internal("%s", message),
+			 detail ? errdetail_internal("%s", detail) : 0,
+			 hint ? errhint("%s", hint) : 0,
+			 errcontext("%s", context)));
+}
+
+/* Wait on the latch until the socket is ready for events, or an interrupt. */
+static void
+wait_socket(ToolsRemote *r, int events)
+{
+	int			rc = WaitLatchOrSocket(MyLatch,
+									   WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | events,
+									   PQsocket(r->conn), -1L, PG_WAIT_EXTENSION);
+
+	if (rc & WL_LATCH_SET)
+	{
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/* The next result of the command sent, NULL after the last. */
+static PGresult *
+next_result(ToolsRemote *r)
+{
+	while (PQisBusy(r->conn))
+	{
+		wait_socket(r, WL_SOCKET_READABLE);
+		if (!PQconsumeInput(r->conn))
+			remote_error(r, NULL);
+	}
+	return PQgetResult(r->conn);
+}
+
+/*
+ * Read every result of the command sent; each must have the expected
+ * status.  Returns the last, which the caller clears.
+ */
+static PGresult *
+last_result(ToolsRemote *r, ExecStatusType expected)
+{
+	PGresult   *last = NULL;
+	PGresult   *res;
+
+	while ((res = next_result(r)) != NULL)
+	{
+		if (PQresultStatus(res) != expected)
+		{
+			PQclear(last);
+			remote_error(r, res);
+		}
+		PQclear(last);
+		last = res;
+	}
+	return last;
+}
+
+/* Send a command, or fail with the connection's error. */
+static void
+send_command(ToolsRemote *r, const char *sql)
+{
+	r->sql = sql;
+	if (!PQsendQuery(r->conn, sql))
+		remote_error(r, NULL);
+}
+
+/*
+ * Whether a server option or a user mapping option is a connection option of
+ * libpq, as postgres_fdw takes them: debug options and the two options set
+ * here are not.
+ */
+static bool
+is_connection_option(const PQconninfoOption *libpq, const char *name)
+{
+	const PQconninfoOption *opt;
+
+	if (strcmp(name, "client_encoding") == 0 ||
+		strcmp(name, "fallback_application_name") == 0)
+		return false;
+	for (opt = libpq; opt->keyword != NULL; opt++)
+		if (strcmp(opt->keyword, name) == 0)
+			return strchr(opt->dispchar, 'D') == NULL;
+	return false;
+}
+
+/*
+ * Connect to the source's server, with the connection options of the
+ * server and of the user mapping, and set the session as postgres_fdw sets
+ * its own: pg_catalog alone in search_path, for the remote SQL qualifies
+ * every other name, and values written in fixed styles.
+ */
+static void
+remote_connect(const ToolsJob *job, ToolsRemote *r)
+{
+	ForeignServer *server = GetForeignServer(r->server);
+	UserMapping *mapping = GetUserMapping(r->user, r->server);
+	List	   *options = list_concat(list_copy(server->options),
+									  mapping->options);
+	PQconninfoOption *libpq = PQconndefaults();
+	const char **keywords = palloc(sizeof(char *) * (list_length(options) + 3));
+	const char **values = palloc(sizeof(char *) * (list_length(options) + 3));
+	PostgresPollingStatusType status = PGRES_POLLING_WRITING;
+	int			n = 0;
+	ListCell   *lc;
+
+	if (libpq == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	foreach(lc, options)
+	{
+		DefElem    *def = lfirst_node(DefElem, lc);
+
+		if (!is_connection_option(libpq, def->defname))
+			continue;
+		keywords[n] = def->defname;
+		values[n++] = defGetString(def);
+	}
+	PQconninfoFree(libpq);
+	keywords[n] = "fallback_application_name";
+	values[n++] = psprintf("tools job %lld", (long long) job->job_id);
+	keywords[n] = "client_encoding";
+	values[n++] = GetDatabaseEncodingName();
+	keywords[n] = values[n] = NULL;
+
+	/* The connection is a file descriptor that fd.c must count. */
+	if (!AcquireExternalFD())
+		ereport(ERROR,
+				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+				 errmsg("could not connect to server \"%s\"", r->server_name),
+				 errdetail("There are too many open files on this server.")));
+	r->conn = PQconnectStartParams(keywords, values, false);
+	if (r->conn == NULL)
+	{
+		ReleaseExternalFD();
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	}
+	while (PQstatus(r->conn) != CONNECTION_BAD &&
+		   status != PGRES_POLLING_OK && status != PGRES_POLLING_FAILED)
+	{
+		wait_socket(r, status == PGRES_POLLING_READING ?
+					WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE);
+		status = PQconnectPoll(r->conn);
+	}
+	if (PQstatus(r->conn) != CONNECTION_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+				 errmsg("could not connect to server \"%s\"", r->server_name),
+				 errdetail_internal("%s", pchomp(PQerrorMessage(r->conn))),
+				 errhint("Jobs read postgres_fdw sources over connections of their own, made from the options of the server and of the user mapping; SET tools.remote_copy TO off reads them through postgres_fdw instead.")));
+	if (!superuser_arg(r->user) && r->password_required &&
+		!PQconnectionUsedPassword(r->conn))
+		ereport(ERROR,
+				(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+				 errmsg("password is required to connect to server \"%s\"",
+						r->server_name),
+				 errdetail("The server let the role in without asking for the password of the user mapping; only superusers may connect that way."),
+				 errhint("Make the server ask for a password, or have a superuser set password_required 'false' on the user mapping.")));
+
+	send_command(r, "SET search_path = pg_catalog; SET timezone = 'UTC';"
+				 " SET datestyle = ISO; SET intervalstyle = postgres;"
+				 " SET extra_float_digits = 3");
+	PQclear(last_result(r, PGRES_COMMAND_OK));
+}
+
+/*
+ * The remote SQL of a batch's plan and the target columns of its result, in
+ * attnames; or why the plan is more than one scan on the remote server.
+ */
+static const char *
+remote_scan(const ToolsJob *job, ToolsRemote *r, PlannedStmt *stmt,
+			const char **sql, List **attnames)
+{
+	ForeignScan *scan;
+	List	   *private;
+	List	   *attnums;
+	ListCell   *lc;
+
+	if (!IsA(stmt->planTree, ForeignScan))
+		return "its plan is more than one foreign scan";
+	scan = (ForeignScan *) stmt->planTree;
+	if (scan->scan.plan.qual != NIL)
+		return "postgres_fdw leaves part of the condition to this server";
+	if (scan->fdw_exprs != NIL)
+		return "its plan has parameters (plan_cache_mode is force_generic_plan)";
+	private = scan->fdw_private;
+	if (scan->fs_server != r->server || list_length(private) < 2 ||
+		!IsA(linitial(private), String))
+		return "its foreign scan is not one that this version knows";
+
+	/* The remote SQL, and the numbers of the columns it returns. */
+	*sql = strVal(linitial(private));
+	attnums = (List *) lsecond(private);
+	if (list_length(attnums) != job->ncolumns)
+		return "the remote SQL does not return the copied columns";
+	*attnames = NIL;
+	foreach(lc, attnums)
+		*attnames = lappend(*attnames,
+							makeString(get_attname(job->source, lfirst_int(lc),
+												   false)));
+
+	/* The rights the plan would check if it ran here. */
+#if PG_VERSION_NUM >= 160000
+	ExecCheckPermissions(stmt->rtable, stmt->permInfos, true);
+#else
+	ExecCheckRTPerms(stmt->rtable, true);
+#endif
+	return NULL;
+}
+
+/*
+ * Decide the format once per call, from the types of the remote statement's
+ * columns: binary when each is the target column's built-in type.
+ */
+static void
+decide_format(const ToolsJob *job, ToolsRemote *r, const char *sql,
+			  List *attnames)
+{
+	PGresult   *res;
+	bool		binary = pg_get_client_encoding() == GetDatabaseEncoding();
+	int			i = 0;
+	ListCell   *lc;
+
+	r->sql = sql;
+	if (!PQsendPrepare(r->conn, "", sql, 0, NULL))
+		remote_error(r, NULL);
+	PQclear(last_result(r, PGRES_COMMAND_OK));
+	if (!PQsendDescribePrepared(r->conn, ""))
+		remote_error(r, NULL);
+	res = last_result(r, PGRES_COMMAND_OK);
+
+	if (PQnfields(res) != list_length(attnames))
+		binary = false;
+	foreach(lc, attnames)
+	{
+		Oid			type = get_atttype(job->target,
+									   get_attnum(job->target,
+												  strVal(lfirst(lc))));
+
+		if (binary && (type >= FirstGenbkiObjectId || PQftype(res, i) != type))
+			binary = false;
+		i++;
+	}
+	PQclear(res);
+	r->binary = binary;
+	r->described = true;
+	elog(DEBUG1, "tools job %lld reads rows in %s form",
+		 (long long) job->job_id, binary ? "binary" : "text");
+}
+
+/* The connection that remote_read() reads from, during CopyFrom(). */
+static ToolsRemote *reading = NULL;
+
+/*
+ * COPY FROM's data source: the rows of the remote COPY, at least minread
+ * bytes of them unless it has ended (then 0), at most maxread.
+ */
+static int
+remote_read(void *outbuf, int minread, int maxread)
+{
+	ToolsRemote *r = reading;
+	int			copied = 0;
+
+	while (copied < maxread && !r->done)
+	{
+		int			n;
+
+		if (r->row_pos == r->row_len)
+		{
+			if (r->row != NULL)
+				PQfreemem(r->row);
+			r->row = NULL;
+			r->row_pos = r->row_len = 0;
+			n = PQgetCopyData(r->conn, &r->row, true);
+			if (n == 0 && PQconsumeInput(r->conn))
+				n = PQgetCopyData(r->conn, &r->row, true);
+			if (n == 0)
+			{
+				/* Nothing more has come yet: hand over what has. */
+				if (copied >= minread)
+					break;
+				wait_socket(r, WL_SOCKET_READABLE);
+				continue;
+			}
+			if (n == -2)
+				remote_error(r, NULL);
+			if (n == -1)
+			{
+				/* The end: the COPY's outcome, then no more results. */
+				PQclear(last_result(r, PGRES_COMMAND_OK));
+				r->done = true;
+				break;
+			}
+			r->row_len = n;
+		}
+		n = Min(maxread - copied, r->row_len - r->row_pos);
+		memcpy((char *) outbuf + copied, r->row + r->row_pos, n);
+		copied += n;
+		r->row_pos += n;
+	}
+	return copied;
+}
+
+/*
+ * Copy one batch with COPY: plan is the batch's SELECT, params its key
+ * range.  Returns false, having copied nothing, when its plan does not fit
+ * (and then every later batch of the call reads through the foreign table);
+ * otherwise sets rows to the rows written.
+ */
+bool
+tools_remote_batch(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
+				   uint64 *rows)
+{
+	ToolsRemote *r = job->remote;
+	CachedPlanSource *source = linitial(SPI_plan_get_plan_sources(plan));
+	CachedPlan *cplan;
+	const char *sql;
+	const char *why;
+	List	   *attnames;
+	List	   *rtable;
+	List	   *perminfos;
+	List	   *options;
+	ParseState *pstate;
+	Relation	rel;
+	CopyFromState cstate;
+	PGresult   *res;
+	int			level = -1;
+
+	if (r->disabled)
+		return false;
+
+	cplan = GetCachedPlan(source, params, CurrentResourceOwner, NULL);
+	why = remote_scan(job, r, linitial_node(PlannedStmt, cplan->stmt_list),
+					  &sql, &attnames);
+	sql = why == NULL ? pstrdup(sql) : NULL;
+	ReleaseCachedPlan(cplan, CurrentResourceOwner);
+	if (why != NULL)
+	{
+		elog(DEBUG1, "tools job %lld reads %s through the foreign table: %s",
+			 (long long) job->job_id, job->source_name, why);
+		r->disabled = true;
+		return false;
+	}
+
+	if (r->conn == NULL)
+		remote_connect(job, r);
+	if (!r->described)
+		decide_format(job, r, sql, attnames);
+
+	/* The target, as COPY FROM takes it, with the rights INSERT needs. */
+	rel = table_open(job->target, RowExclusiveLock);
+	tools_target_rtable(job, &rtable, &perminfos);
+	pstate = make_parsestate(NULL);
+	pstate->p_rtable = rtable;
+#if PG_VERSION_NUM >= 160000
+	pstate->p_rteperminfos = perminfos;
+#endif
+	options = list_make1(makeDefElem("format",
+									 (Node *) makeString(r->binary ? "binary" : "text"),
+									 -1));
+	if (!r->binary)
+	{
+		/* The remote server writes the database's encoding, in ISO styles. */
+		options = lappend(options,
+						  makeDefElem("encoding",
+									  (Node *) makeString((char *) GetDatabaseEncodingName()),
+									  -1));
+		level = tools_fix_style();
+	}
+
+	send_command(r, psprintf("COPY (%s) TO STDOUT%s", sql,
+							 r->binary ? " (FORMAT binary)" : ""));
+	res = next_result(r);
+	if (PQresultStatus(res) != PGRES_COPY_OUT)
+		remote_error(r, res);
+	PQclear(res);
+	r->done = false;
+
+	PushActiveSnapshot(GetTransactionSnapshot());
+	reading = r;
+	cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, remote_read,
+						   attnames, options);
+	*rows = CopyFrom(cstate);
+	EndCopyFrom(cstate);
+	reading = NULL;
+	PopActiveSnapshot();
+
+	if (level >= 0)
+		tools_restore_style(level);
+	table_close(rel, NoLock);
+	r->sql = NULL;
+	return true;
+}
+
+#else							/* PG_VERSION_NUM < 140000 */
+
+/* Never called: no job reads with COPY. */
+bool
+tools_remote_batch(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
+				   uint64 *rows)
+{
+	return false;
+}
+
+#endif							/* PG_VERSION_NUM >= 140000 */
+
+/*
+ * Close the job's connection, if it has one.  A command still running
+ * there (a COPY that an error interrupted) is canceled first: the remote
+ * server would otherwise go on until it next writes to the closed
+ * connection.
+ */
+void
+tools_remote_close(ToolsJob *job)
+{
+	ToolsRemote *r = job->remote;
+
+	if (r == NULL || r->conn == NULL)
+		return;
+	if (r->row != NULL)
+		PQfreemem(r->row);
+	r->row = NULL;
+	if (PQtransactionStatus(r->conn) == PQTRANS_ACTIVE)
+	{
+		PGcancel   *cancel = PQgetCancel(r->conn);
+		char		errbuf[256];
+
+		if (cancel != NULL)
+		{
+			(void) PQcancel(cancel, errbuf, sizeof(errbuf));
+			PQfreeCancel(cancel);
+		}
+	}
+	PQfinish(r->conn);
+	ReleaseExternalFD();
+	r->conn = NULL;
+}
