@@ -1,0 +1,143 @@
+# A postgres_fdw source read with COPY over the job's own connection,
+# stopped in the middle of a batch: the job's process canceled while it
+# waits for rows, then the remote server's process terminated while it
+# streams them.  Each time the batch rolls back whole, the job fails with
+# its committed batches, no connection is left behind, and the resume
+# copies exactly the rest.
+#
+# The remote view items_gated reads public.gate(id), which waits at key
+# 3001 for as long as the test holds advisory lock 42 on the remote
+# database, in the job's own connection (postgres_fdw's, which finds the
+# bounds of the batches, passes): the job then stands in its fourth batch
+# of 1000 rows, its COPY open, and the test acts without timing anything.
+use strict;
+use warnings;
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('remote');
+$node->init;
+$node->start;
+
+$node->safe_psql('postgres', 'CREATE DATABASE src');
+$node->safe_psql('src', q{
+  CREATE TABLE public.items (id int PRIMARY KEY, v text);
+  INSERT INTO public.items SELECT g, 'v' || g FROM generate_series(1, 5000) g;
+  CREATE FUNCTION public.gate(id int) RETURNS boolean LANGUAGE plpgsql AS $$
+  BEGIN
+    IF id = 3001 AND current_setting('application_name') LIKE 'tools job %' THEN
+      PERFORM pg_advisory_lock_shared(42);
+      PERFORM pg_advisory_unlock_shared(42);
+    END IF;
+    RETURN true;
+  END $$;
+  CREATE VIEW public.items_gated AS SELECT * FROM public.items WHERE public.gate(id);
+  ANALYZE;
+});
+my $host = $node->host;
+my $port = $node->port;
+$node->safe_psql('postgres', qq{
+  CREATE EXTENSION tools;
+  CREATE EXTENSION postgres_fdw;
+  CREATE SERVER src FOREIGN DATA WRAPPER postgres_fdw
+    OPTIONS (host '$host', port '$port', dbname 'src');
+  CREATE USER MAPPING FOR CURRENT_USER SERVER src;
+  CREATE SCHEMA src;
+  IMPORT FOREIGN SCHEMA public LIMIT TO (items_gated, items) FROM SERVER src INTO src;
+  CREATE TABLE public.items (v text, id int PRIMARY KEY);
+  INSERT INTO tools.config (source, target, pkey, batchsize, trunc)
+  VALUES ('src.items_gated', 'public.items', 'id', 1000, true);
+  SELECT tools.run();
+});
+
+my $gate;
+sub gate_close
+{
+	my ($out, $err) = ('', '');
+	$gate = IPC::Run::start(
+		[ 'psql', '-X', '-d', $node->connstr('src'), '-c',
+		  'SELECT pg_advisory_lock(42), pg_sleep(3600)' ],
+		'>', \$out, '2>', \$err);
+	$node->poll_query_until('src', q{
+	  SELECT count(*) = 1 FROM pg_locks
+	   WHERE locktype = 'advisory' AND objid = 42 AND granted})
+	  or die 'the gate did not close';
+}
+sub gate_open
+{
+	$node->safe_psql('src', q{
+	  SELECT pg_terminate_backend(pid) FROM pg_locks
+	   WHERE locktype = 'advisory' AND objid = 42 AND granted AND mode = 'ExclusiveLock'});
+	$gate->finish;
+}
+
+# The job's COPY on the remote server, waiting at the gate.
+my $copy = q{
+  SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l USING (pid)
+   WHERE a.datname = 'src' AND a.application_name = 'tools job 1'
+     AND l.locktype = 'advisory' AND l.objid = 42 AND NOT l.granted};
+my $connections = q{
+  SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'tools job %'};
+my $job = q{SELECT format('%s %s %s', state, rows, lastseq) FROM tools.job WHERE job_id = 1};
+
+# Start the job from a session of its own; return once its COPY waits.
+sub start_job
+{
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start(
+		[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c', 'CALL tools.start(1)' ],
+		'>', \$out, '2>', \$err);
+	$node->poll_query_until('postgres', "SELECT count(*) = 1 FROM ($copy) c")
+	  or die 'the job did not reach the gate';
+	return ($h, \$err);
+}
+
+# 1. Cancel the job's process while it waits for the rows of batch 4.
+gate_close();
+my ($h, $err) = start_job();
+like( $node->safe_psql('postgres', q{
+	    SELECT query FROM pg_stat_activity WHERE application_name = 'tools job 1'}),
+	qr/^COPY \(SELECT id, v FROM public\.items_gated WHERE \(\(id > 3000\)\) AND \(\(id <= 4000\)\)\) TO STDOUT \(FORMAT binary\)$/,
+	'the remote server runs COPY of the batch\'s key range, in binary form');
+is( $node->safe_psql('postgres', q{
+	  SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+	   WHERE query = 'CALL tools.start(1)'}),
+	't', 'cancel the job');
+$h->finish;
+like($$err, qr/ERROR:  canceling statement due to user request/,
+	'the call fails at once, while the remote server still holds the rows back');
+is($node->safe_psql('postgres', $job), 'failed 3000 3000',
+	'the batch in progress rolled back; the committed batches stay');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM public.items'), '3000',
+	'the target holds exactly the committed batches');
+ok($node->poll_query_until('postgres', "SELECT ($connections) = 0"),
+	'no connection of the job is left on the remote server');
+gate_open();
+
+# 2. Terminate the remote server's process while it streams the batch.
+gate_close();
+($h, $err) = start_job();
+$node->safe_psql('postgres', "SELECT pg_terminate_backend(pid) FROM ($copy) c");
+$h->finish;
+like($$err, qr/ERROR:  terminating connection due to administrator command/,
+	'the call fails with the remote server\'s error');
+is($node->safe_psql('postgres', $job), 'failed 3000 3000',
+	'the batch rolled back; the committed batches stay');
+ok($node->poll_query_until('postgres', "SELECT ($connections) = 0"),
+	'no connection of the job is left');
+gate_open();
+
+# 3. Resume: exactly the rest.
+$node->safe_psql('postgres', 'CALL tools.start(1)');
+is($node->safe_psql('postgres', $job), 'completed 5000 5000', 'the resume completes the job');
+is( $node->safe_psql('postgres', q{
+	  SELECT count(*) FROM ((SELECT id, v FROM src.items EXCEPT ALL SELECT id, v FROM public.items)
+	    UNION ALL (SELECT id, v FROM public.items EXCEPT ALL SELECT id, v FROM src.items)) d}),
+	'0', 'no row lost or doubled');
+is($node->safe_psql('postgres', 'SELECT bool_and(ok) FROM tools.verify(1)'), 't',
+	'verify agrees');
+
+$node->stop;
+done_testing();
