@@ -63,15 +63,6 @@ UPDATE remote.orders SET qty = 1 WHERE qty = 0;
 CALL tools.start(3);
 SELECT run_id, target, state, rows FROM tools.report ORDER BY target::text;
 
-CREATE FUNCTION public.differing(source regclass, target regclass, cols text) RETURNS bigint
-LANGUAGE plpgsql AS $$
-DECLARE d bigint;
-BEGIN
-  EXECUTE format('SELECT count(*) FROM ((SELECT %3$s FROM %1$s EXCEPT ALL SELECT %3$s FROM %2$s)
-                  UNION ALL (SELECT %3$s FROM %2$s EXCEPT ALL SELECT %3$s FROM %1$s)) d',
-                 source, target, cols) INTO d;
-  RETURN d;
-END $$;
 SELECT public.differing('remote.items', 'public.fdw_items', 'id, name') AS items,
        public.differing('remote.orders', 'public.fdw_orders', 'id, item_id, qty') AS orders,
        public.differing('remote.notes', 'public.fdw_notes', 'id, note') AS notes;
@@ -136,7 +127,6 @@ SELECT job_id, source_rows, target_rows, ok FROM tools.verify();
 
 DROP TABLE public.fdw_items, public.fdw_orders, public.fdw_notes, public.fdw_items_from_file,
   public.fdw_items_parts, public.fdw_lines;
-DROP FUNCTION public.differing(regclass, regclass, text);
 DROP SCHEMA remote CASCADE;
 DROP EXTENSION postgres_fdw CASCADE;
 DROP EXTENSION file_fdw CASCADE;

@@ -70,15 +70,6 @@ INSERT INTO tools.config (source, target, pkey, batchsize, trunc) VALUES
 INSERT INTO tools.config (source, target, pkey, batchsize) VALUES
   ('src.kinds', 'public.kinds_latin', 'id', 500);
 
-CREATE FUNCTION public.differing(source regclass, target regclass, cols text) RETURNS bigint
-LANGUAGE plpgsql AS $$
-DECLARE d bigint;
-BEGIN
-  EXECUTE format('SELECT count(*) FROM ((SELECT %3$s FROM %1$s EXCEPT ALL SELECT %3$s FROM %2$s)
-                  UNION ALL (SELECT %3$s FROM %2$s EXCEPT ALL SELECT %3$s FROM %1$s)) d',
-                 source, target, cols) INTO d;
-  RETURN d;
-END $$;
 -- The connections of jobs to the remote server, once the calls are over:
 -- none is left open.
 CREATE FUNCTION public.job_connections() RETURNS bigint LANGUAGE plpgsql AS $$
@@ -169,7 +160,6 @@ SELECT job_id, state, rows FROM tools.job WHERE job_id = 7;
 SELECT public.job_connections();
 
 DROP TABLE public.kinds, public.kinds_latin, public.moods, public.ratios;
-DROP FUNCTION public.differing(regclass, regclass, text);
 DROP FUNCTION public.job_connections();
 DROP SCHEMA src CASCADE;
 DROP USER MAPPING FOR regress_remote_user SERVER src;

@@ -38,3 +38,15 @@ INSERT INTO tools.config (source, target, pkey) VALUES ('source.s', 'public.s', 
 INSERT INTO tools.config (source, target, pkey) VALUES ('source.nosuch', 'public.s', 'id');
 DROP TABLE source.s, public.s;
 TRUNCATE tools.config, tools.job RESTART IDENTITY;
+
+-- The rows that two relations do not share, as multisets of the columns
+-- cols: what later tests compare a copy with its source by.
+CREATE FUNCTION public.differing(source regclass, target regclass, cols text) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE d bigint;
+BEGIN
+  EXECUTE format('SELECT count(*) FROM ((SELECT %3$s FROM %1$s EXCEPT ALL SELECT %3$s FROM %2$s)
+                  UNION ALL (SELECT %3$s FROM %2$s EXCEPT ALL SELECT %3$s FROM %1$s)) d',
+                 source, target, cols) INTO d;
+  RETURN d;
+END $$;

@@ -114,20 +114,32 @@ tools_bulk_obstacle(const ToolsJob *job)
 			  trig->trig_insert_after_statement ||
 			  trig->trig_insert_new_table))
 		why = "the target has insert triggers (foreign keys and deferrable constraints have them)";
-	else if (rel->rd_rules != NULL)
-		why = "the target has rules";
-	else if (check_enable_rls(job->target, InvalidOid, true) == RLS_ENABLED)
-		why = "row level security applies to the target";
+	else
+		why = tools_insert_obstacle(rel);
 
 	table_close(rel, AccessShareLock);
 	return why;
 #endif
 }
 
+/*
+ * What INSERT applies that writing the way COPY FROM does would not: rules
+ * and row level security.  NULL when the target has neither.
+ */
+const char *
+tools_insert_obstacle(Relation rel)
+{
+	if (rel->rd_rules != NULL)
+		return "the target has rules";
+	if (check_enable_rls(RelationGetRelid(rel), InvalidOid, true) == RLS_ENABLED)
+		return "row level security applies to the target";
+	return NULL;
+}
+
 #if PG_VERSION_NUM >= 140000
 
 /* The receiver of a batch's rows, and the target it writes into. */
-typedef struct BulkDest
+struct BulkDest
 {
 	DestReceiver pub;
 	const ToolsJob *job;
@@ -147,7 +159,7 @@ typedef struct BulkDest
 	int			nused;
 	Size		bytes;
 	uint64		rows;
-} BulkDest;
+};
 
 /*
  * The target as the one entry of a range table, as INSERT has it: the
@@ -210,7 +222,7 @@ init_target(BulkDest *dest)
 	dest->rel = dest->rri->ri_RelationDesc;
 	ExecOpenIndices(dest->rri, false);
 	dest->cid = GetCurrentCommandId(true);
-	dest->bistate = GetBulkInsertState();
+	dest->bistate = dest->job->bistate;
 }
 
 /* Plan the defaults of the target columns the source does not fill. */
@@ -300,48 +312,36 @@ bulk_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 			 typeinfo->natts, dest->job->ncolumns);
 }
 
-/* Turn a source row into a target row, check it, and buffer it. */
-static bool
-bulk_receive(TupleTableSlot *src, DestReceiver *self)
+/* The next free slot of the buffer, empty. */
+TupleTableSlot *
+tools_bulk_slot(BulkDest *dest)
 {
-	BulkDest   *dest = (BulkDest *) self;
-	const ToolsJob *job = dest->job;
-	EState	   *estate = dest->estate;
-	ExprContext *econtext = GetPerTupleExprContext(estate);
-	TupleTableSlot *slot;
-	MemoryContext oldcxt;
-	int			natts = RelationGetDescr(dest->rel)->natts;
-	int			i;
-
 	if (dest->slots[dest->nused] == NULL)
 	{
-		oldcxt = MemoryContextSwitchTo(dest->cxt);
+		MemoryContext oldcxt = MemoryContextSwitchTo(dest->cxt);
+
 		dest->slots[dest->nused] = table_slot_create(dest->rel, NULL);
 		MemoryContextSwitchTo(oldcxt);
 	}
-	slot = dest->slots[dest->nused];
+	ExecClearTuple(dest->slots[dest->nused]);
+	return dest->slots[dest->nused];
+}
 
-	slot_getallattrs(src);
-	ExecClearTuple(slot);
-	memset(slot->tts_isnull, true, sizeof(bool) * natts);
-	for (i = 0; i < job->ncolumns; i++)
-	{
-		AttrNumber	a = job->target_attnums[i] - 1;
+/* Where the values of a row may be computed, reset after each row. */
+ExprContext *
+tools_bulk_econtext(BulkDest *dest)
+{
+	return GetPerTupleExprContext(dest->estate);
+}
 
-		slot->tts_values[a] = src->tts_values[i];
-		slot->tts_isnull[a] = src->tts_isnull[i];
-	}
-
-	oldcxt = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
-	for (i = 0; i < dest->ndefaults; i++)
-	{
-		AttrNumber	a = dest->default_attnums[i] - 1;
-
-		slot->tts_values[a] = ExecEvalExpr(dest->default_exprs[i], econtext,
-										   &slot->tts_isnull[a]);
-	}
-	MemoryContextSwitchTo(oldcxt);
-	ExecStoreVirtualTuple(slot);
+/*
+ * Check the row stored in the slot that tools_bulk_slot() gave, computing
+ * its stored generated columns, and buffer it.
+ */
+void
+tools_bulk_store(BulkDest *dest, TupleTableSlot *slot)
+{
+	EState	   *estate = dest->estate;
 
 	if (dest->rel->rd_att->constr != NULL)
 	{
@@ -357,6 +357,41 @@ bulk_receive(TupleTableSlot *src, DestReceiver *self)
 
 	if (++dest->nused == BULK_MAX_ROWS || dest->bytes >= BULK_MAX_BYTES)
 		flush_rows(dest);
+}
+
+/* Turn a source row into a target row with its defaults, and store it. */
+static bool
+bulk_receive(TupleTableSlot *src, DestReceiver *self)
+{
+	BulkDest   *dest = (BulkDest *) self;
+	const ToolsJob *job = dest->job;
+	ExprContext *econtext = tools_bulk_econtext(dest);
+	TupleTableSlot *slot = tools_bulk_slot(dest);
+	MemoryContext oldcxt;
+	int			natts = RelationGetDescr(dest->rel)->natts;
+	int			i;
+
+	slot_getallattrs(src);
+	memset(slot->tts_isnull, true, sizeof(bool) * natts);
+	for (i = 0; i < job->ncolumns; i++)
+	{
+		AttrNumber	a = job->target_attnums[i] - 1;
+
+		slot->tts_values[a] = src->tts_values[i];
+		slot->tts_isnull[a] = src->tts_isnull[i];
+	}
+
+	oldcxt = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
+	for (i = 0; i < dest->ndefaults; i++)
+	{
+		AttrNumber	a = dest->default_attnums[i] - 1;
+
+		slot->tts_values[a] = ExecEvalExpr(dest->default_exprs[i], econtext,
+										   &slot->tts_isnull[a]);
+	}
+	MemoryContextSwitchTo(oldcxt);
+	ExecStoreVirtualTuple(slot);
+	tools_bulk_store(dest, slot);
 	return true;
 }
 
@@ -372,16 +407,14 @@ bulk_destroy(DestReceiver *self)
 }
 
 /*
- * Copy one key range: run the batch's SELECT (plan, with the key range in
- * params) into the target.  Returns the rows written.
+ * Set up writing a batch into the job's target, in its transaction; with
+ * defaults, compute those of the target columns not copied (the caller
+ * computes them otherwise).
  */
-uint64
-tools_bulk_copy(const ToolsJob *job, SPIPlanPtr plan, ParamListInfo params)
+BulkDest *
+tools_bulk_begin(const ToolsJob *job, bool defaults)
 {
 	BulkDest   *dest = palloc0(sizeof(BulkDest));
-	SPIExecuteOptions options;
-	int			rc;
-	int			i;
 
 	dest->pub.receiveSlot = bulk_receive;
 	dest->pub.rStartup = bulk_startup;
@@ -393,7 +426,44 @@ tools_bulk_copy(const ToolsJob *job, SPIPlanPtr plan, ParamListInfo params)
 
 	LockRelationOid(job->target, RowExclusiveLock);
 	init_target(dest);
-	init_defaults(dest);
+	if (defaults)
+		init_defaults(dest);
+	return dest;
+}
+
+/*
+ * Write what is buffered and end the batch.  The job's bulk insert state
+ * lets go of its page but keeps its ring of buffers for the next batch:
+ * a ring of new buffers for each batch would cost this process a page fault
+ * for every page of shared memory it has not touched yet.  Returns the
+ * rows written.
+ */
+uint64
+tools_bulk_end(BulkDest *dest)
+{
+	int			i;
+
+	flush_rows(dest);
+	for (i = 0; i < BULK_MAX_ROWS && dest->slots[i] != NULL; i++)
+		ExecDropSingleTupleTableSlot(dest->slots[i]);
+	ReleaseBulkInsertStatePin(dest->bistate);
+	table_finish_bulk_insert(dest->rel, 0);
+	ExecCloseResultRelations(dest->estate);
+	ExecCloseRangeTableRelations(dest->estate);
+	FreeExecutorState(dest->estate);
+	return dest->rows;
+}
+
+/*
+ * Copy one key range: run the batch's SELECT (plan, with the key range in
+ * params) into the target.  Returns the rows written.
+ */
+uint64
+tools_bulk_copy(const ToolsJob *job, SPIPlanPtr plan, ParamListInfo params)
+{
+	BulkDest   *dest = tools_bulk_begin(job, true);
+	SPIExecuteOptions options;
+	int			rc;
 
 	memset(&options, 0, sizeof(options));
 	options.params = params;
@@ -403,15 +473,7 @@ tools_bulk_copy(const ToolsJob *job, SPIPlanPtr plan, ParamListInfo params)
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_plan_extended failed: %s",
 			 SPI_result_code_string(rc));
-
-	for (i = 0; i < BULK_MAX_ROWS && dest->slots[i] != NULL; i++)
-		ExecDropSingleTupleTableSlot(dest->slots[i]);
-	FreeBulkInsertState(dest->bistate);
-	table_finish_bulk_insert(dest->rel, 0);
-	ExecCloseResultRelations(dest->estate);
-	ExecCloseRangeTableRelations(dest->estate);
-	FreeExecutorState(dest->estate);
-	return dest->rows;
+	return tools_bulk_end(dest);
 }
 
 #endif							/* PG_VERSION_NUM >= 140000 */

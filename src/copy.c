@@ -33,6 +33,7 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -362,6 +363,13 @@ check_pushdown(CopyState *st)
 	next = st->job.batchsize > 0 &&
 		tools_plan_reads_all(st->plans[PLAN_NEXT][1]);
 	copy = tools_plan_reads_all(st->plans[PLAN_COPY][1]);
+	if (!next && !copy && st->job.batchsize > 0 && st->job.source_fdw != NULL &&
+		strcmp(st->job.source_fdw, "mysql_fdw_handler") == 0)
+		ereport(WARNING,
+				(errmsg("each batch of job %lld sorts all the remaining rows of %s on the remote server",
+						(long long) st->job.job_id, st->job.source_name),
+				 errdetail("mysql_fdw sends ORDER BY on the key as \"key IS NULL, key\", which MySQL and MariaDB sort instead of reading the key's index."),
+				 errhint("Copy this source in one batch (batchsize NULL) or in larger batches, or cut it into parts, so that each job sorts only its own range.")));
 	if (!next && !copy)
 		return;
 	ereport(WARNING,
@@ -681,6 +689,8 @@ begin_job(CopyState *st)
 	first = read_config(st, &lastkey);
 	MemoryContextSwitchTo(st->cxt);
 	tools_describe_job(job);
+	if (job->bulk)
+		job->bistate = GetBulkInsertState();
 	if (job->part_lower != NULL)
 		st->part_lower = tools_key_value(&job->keys[0], job->part_lower);
 	if (job->part_upper != NULL)

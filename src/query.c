@@ -30,6 +30,7 @@
 #include "catalog/pg_attribute.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "foreign/foreign.h"
 #include "lib/stringinfo.h"
 #include "nodes/nodeFuncs.h"
 #include "nodes/pg_list.h"
@@ -148,6 +149,15 @@ tools_describe_relations(ToolsJob *job)
 {
 	job->source_name = relation_name(job->source, "source", job->config_id);
 	job->source_foreign = get_rel_relkind(job->source) == RELKIND_FOREIGN_TABLE;
+	job->source_fdw = NULL;
+	if (job->source_foreign)
+	{
+		ForeignServer *server = GetForeignServer(GetForeignTable(job->source)->serverid);
+		Oid			handler = GetForeignDataWrapper(server->fdwid)->fdwhandler;
+
+		if (OidIsValid(handler))
+			job->source_fdw = get_func_name(handler);
+	}
 	job->target_name = relation_name(job->target, "target", job->config_id);
 }
 

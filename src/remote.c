@@ -65,7 +65,6 @@
 #include "utils/lsyscache.h"
 #include "utils/plancache.h"
 #include "utils/rel.h"
-#include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #if PG_VERSION_NUM >= 140000
@@ -147,20 +146,15 @@ remote_obstacle(const ToolsJob *job, ToolsRemote *r)
 	return "PostgreSQL 14 or later is needed";
 #else
 	ForeignServer *server;
-	ForeignDataWrapper *fdw;
-	char	   *handler;
 	Relation	rel;
 	const char *why = NULL;
 
 	if (!tools_remote_copy)
 		return "tools.remote_copy is off";
-	if (!job->source_foreign)
-		return "the source is not a foreign table";
-	server = GetForeignServer(GetForeignTable(job->source)->serverid);
-	fdw = GetForeignDataWrapper(server->fdwid);
-	handler = OidIsValid(fdw->fdwhandler) ? get_func_name(fdw->fdwhandler) : NULL;
-	if (handler == NULL || strcmp(handler, "postgres_fdw_handler") != 0)
+	if (job->source_fdw == NULL ||
+		strcmp(job->source_fdw, "postgres_fdw_handler") != 0)
 		return "the source is not a postgres_fdw foreign table";
+	server = GetForeignServer(GetForeignTable(job->source)->serverid);
 	if (!job->same_types)
 		return "a copied column has another type in the source";
 
@@ -183,10 +177,8 @@ remote_obstacle(const ToolsJob *job, ToolsRemote *r)
 	if (rel->rd_rel->relkind != RELKIND_RELATION &&
 		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
 		why = "the target is not a table";
-	else if (rel->rd_rules != NULL)
-		why = "the target has rules";
-	else if (check_enable_rls(job->target, InvalidOid, true) == RLS_ENABLED)
-		why = "row level security applies to the target";
+	else
+		why = tools_insert_obstacle(rel);
 	table_close(rel, AccessShareLock);
 	return why;
 #endif
@@ -550,6 +542,40 @@ remote_read(void *outbuf, int minread, int maxread)
 }
 
 /*
+ * Parse the rows of the remote COPY, each in the target's layout with the
+ * defaults of the columns not copied, and hand them to the bulk path.
+ * Errors say the line and column, as COPY FROM's do.
+ */
+static void
+read_rows(CopyFromState cstate, BulkDest *dest)
+{
+	ExprContext *econtext = tools_bulk_econtext(dest);
+	ErrorContextCallback errcb;
+
+	errcb.callback = CopyFromErrorCallback;
+	errcb.arg = cstate;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+	for (;;)
+	{
+		TupleTableSlot *slot = tools_bulk_slot(dest);
+		MemoryContext oldcxt;
+		bool		found;
+
+		CHECK_FOR_INTERRUPTS();
+		oldcxt = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
+		found = NextCopyFrom(cstate, econtext, slot->tts_values,
+							 slot->tts_isnull);
+		MemoryContextSwitchTo(oldcxt);
+		if (!found)
+			break;
+		ExecStoreVirtualTuple(slot);
+		tools_bulk_store(dest, slot);
+	}
+	error_context_stack = errcb.previous;
+}
+
+/*
  * Copy one batch with COPY: plan is the batch's SELECT, params its key
  * range.  Returns false, having copied nothing, when its plan does not fit
  * (and then every later batch of the call reads through the foreign table);
@@ -595,14 +621,8 @@ tools_remote_batch(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 	if (!r->described)
 		decide_format(job, r, sql, attnames);
 
-	/* The target, as COPY FROM takes it, with the rights INSERT needs. */
 	rel = table_open(job->target, RowExclusiveLock);
-	tools_target_rtable(job, &rtable, &perminfos);
 	pstate = make_parsestate(NULL);
-	pstate->p_rtable = rtable;
-#if PG_VERSION_NUM >= 160000
-	pstate->p_rteperminfos = perminfos;
-#endif
 	options = list_make1(makeDefElem("format",
 									 (Node *) makeString(r->binary ? "binary" : "text"),
 									 -1));
@@ -626,10 +646,30 @@ tools_remote_batch(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 
 	PushActiveSnapshot(GetTransactionSnapshot());
 	reading = r;
-	cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, remote_read,
-						   attnames, options);
-	*rows = CopyFrom(cstate);
-	EndCopyFrom(cstate);
+	if (job->bulk)
+	{
+		/* COPY FROM's parser, and the bulk path's writer. */
+		BulkDest   *dest = tools_bulk_begin(job, false);
+
+		cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, remote_read,
+							   attnames, options);
+		read_rows(cstate, dest);
+		EndCopyFrom(cstate);
+		*rows = tools_bulk_end(dest);
+	}
+	else
+	{
+		/* COPY FROM, with the target as its range table. */
+		tools_target_rtable(job, &rtable, &perminfos);
+		pstate->p_rtable = rtable;
+#if PG_VERSION_NUM >= 160000
+		pstate->p_rteperminfos = perminfos;
+#endif
+		cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, remote_read,
+							   attnames, options);
+		*rows = CopyFrom(cstate);
+		EndCopyFrom(cstate);
+	}
 	reading = NULL;
 	PopActiveSnapshot();
 

@@ -22,6 +22,7 @@
 #include "fmgr.h"
 #include "nodes/params.h"
 #include "storage/lock.h"
+#include "utils/relcache.h"
 #include "utils/tuplestore.h"
 
 /* The extension's schema: tools.control fixes it and forbids relocation. */
@@ -104,6 +105,7 @@ typedef struct ToolsJob
 	/* resolved by tools_describe_job() */
 	char	   *source_name;	/* schema-qualified, quoted */
 	bool		source_foreign; /* the source is a foreign table */
+	char	   *source_fdw;		/* the name of its wrapper's handler function */
 	char	   *target_name;	/* schema-qualified, quoted */
 	int			nkeys;			/* key columns */
 	ToolsKeyColumn *keys;
@@ -116,7 +118,8 @@ typedef struct ToolsJob
 	AttrNumber *target_attnums; /* their numbers in the target */
 	bool		same_types;		/* each has the same type and typmod in both */
 	bool		bulk;			/* batches go through tools_bulk_copy() */
-	struct ToolsRemote *remote; /* batches may go through tools_remote_copy() */
+	struct ToolsRemote *remote; /* batches may go through tools_remote_batch() */
+	struct BulkInsertStateData *bistate;	/* of the bulk path, for the call */
 } ToolsJob;
 
 /*
@@ -132,11 +135,18 @@ typedef struct ToolsJob
 	" ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
 
 /* bulk.c */
+typedef struct BulkDest BulkDest;
 extern const char *tools_bulk_obstacle(const ToolsJob *job);
+extern BulkDest *tools_bulk_begin(const ToolsJob *job, bool defaults);
+extern TupleTableSlot *tools_bulk_slot(BulkDest *dest);
+extern ExprContext *tools_bulk_econtext(BulkDest *dest);
+extern void tools_bulk_store(BulkDest *dest, TupleTableSlot *slot);
+extern uint64 tools_bulk_end(BulkDest *dest);
 extern uint64 tools_bulk_copy(const ToolsJob *job, SPIPlanPtr plan,
 							  ParamListInfo params);
 extern void tools_target_rtable(const ToolsJob *job, List **rtable,
 								List **perminfos);
+extern const char *tools_insert_obstacle(Relation rel);
 
 /* key.c */
 extern void tools_describe_key(ToolsJob *job);
