@@ -73,6 +73,10 @@ typedef struct CopyState
 	MemoryContext keycxt;		/* emptied when last moves */
 	Datum		part_lower;		/* the job's part of the key range */
 	Datum		part_upper;
+	bool		has_next;		/* the upper end of the next batch is known: */
+	bool		next_found;		/* there is one, */
+	Datum	   *next;			/* its key values, in nextcxt */
+	MemoryContext nextcxt;
 	bool		done;
 	TimestampTz mark;			/* elapsed time is counted up to here */
 } CopyState;
@@ -382,11 +386,11 @@ check_pushdown(CopyState *st)
 }
 
 /*
- * The parameters of the next statement: the lower end of the batch, its
- * upper end (NULL when the statement has none) and the job's part.
+ * The parameters of a statement: the lower end of a batch (NULL for none),
+ * its upper end (NULL when the statement has none) and the job's part.
  */
 static ParamListInfo
-batch_params(CopyState *st, Datum *upper)
+range_params(CopyState *st, const Datum *lower, const Datum *upper)
 {
 	ToolsJob   *job = &st->job;
 	ParamListInfo params = tools_params(job, st->part_lower, st->part_upper);
@@ -394,9 +398,9 @@ batch_params(CopyState *st, Datum *upper)
 
 	for (i = 0; i < job->nkeys; i++)
 	{
-		if (st->has_last)
+		if (lower != NULL)
 		{
-			params->params[PARAM_LAST(job, i)].value = st->last[i];
+			params->params[PARAM_LAST(job, i)].value = lower[i];
 			params->params[PARAM_LAST(job, i)].isnull = false;
 		}
 		if (upper != NULL)
@@ -406,6 +410,13 @@ batch_params(CopyState *st, Datum *upper)
 		}
 	}
 	return params;
+}
+
+/* The parameters of the next batch's statements, up to upper. */
+static ParamListInfo
+batch_params(CopyState *st, const Datum *upper)
+{
+	return range_params(st, st->has_last ? st->last : NULL, upper);
 }
 
 /*
@@ -732,6 +743,7 @@ copy_batch(CopyState *st)
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	Interval	span;
 	uint64		copied = 0;
+	int			i;
 	bool		found = false;
 	bool		last_batch = true;
 
@@ -739,13 +751,23 @@ copy_batch(CopyState *st)
 				  SPI_OK_UTILITY);
 	prefer_remote_sort(st);
 
-	if (job->batchsize > 0 && find_upper(st, PLAN_NEXT, upper))
+	if (st->has_next && st->next_found)
+	{
+		for (i = 0; i < job->nkeys; i++)
+			upper[i] = datumCopy(st->next[i], job->keys[i].typbyval,
+								 job->keys[i].typlen);
+		found = true;
+		last_batch = false;
+	}
+	else if (!st->has_next && job->batchsize > 0 &&
+			 find_upper(st, PLAN_NEXT, upper))
 	{
 		found = true;
 		last_batch = false;
 	}
 	else
 		found = find_upper(st, PLAN_LAST, upper);
+	st->has_next = false;
 
 	/*
 	 * A batch before the last need not wait for its WAL to reach disk: a
@@ -761,9 +783,16 @@ copy_batch(CopyState *st)
 	{
 		SPIPlanPtr	plan = st->plans[PLAN_COPY][st->has_last];
 		ParamListInfo params = batch_params(st, upper);
-
+		bool		prefetch;
 		bool		remote;
 
+		/*
+		 * Over a connection of its own, the remote server finds the next
+		 * batch's upper end while this batch streams.
+		 */
+		prefetch = job->remote != NULL && !last_batch &&
+			tools_remote_prefetch(job, st->plans[PLAN_NEXT][1],
+								  range_params(st, upper, NULL));
 		remote = job->remote != NULL &&
 			tools_remote_batch(job, st->plans[PLAN_REMOTE][st->has_last],
 							   params, &copied);
@@ -771,6 +800,17 @@ copy_batch(CopyState *st)
 			copied = tools_bulk_copy(job, plan, params);
 		else if (!remote)
 			copied = tools_execute_plan(plan, params, false, SPI_OK_INSERT);
+		if (prefetch)
+		{
+			MemoryContext oldcxt;
+
+			MemoryContextReset(st->nextcxt);
+			oldcxt = MemoryContextSwitchTo(st->nextcxt);
+			st->next = palloc(sizeof(Datum) * job->nkeys);
+			st->next_found = tools_remote_prefetched(job, st->next);
+			MemoryContextSwitchTo(oldcxt);
+			st->has_next = true;
+		}
 	}
 
 	values[0] = Int64GetDatum(job->job_id);
@@ -820,6 +860,8 @@ run_job(int64 job_id)
 										ALLOCSET_DEFAULT_SIZES);
 	st->keycxt = AllocSetContextCreate(st->cxt, "tools key",
 									   ALLOCSET_SMALL_SIZES);
+	st->nextcxt = AllocSetContextCreate(st->cxt, "tools next key",
+										ALLOCSET_SMALL_SIZES);
 	load_job(st, job_id);
 
 	errcb.callback = job_error_context;

@@ -76,7 +76,15 @@
 /* tools.remote_copy: off, batches read postgres_fdw sources through it. */
 bool		tools_remote_copy = true;
 
-/* A job's way to its postgres_fdw source's server, for one call. */
+/* A connection to the source's server, and the command it runs. */
+typedef struct RemoteConn
+{
+	PGconn	   *conn;
+	const char *sql;
+	const char *server_name;
+} RemoteConn;
+
+/* A job's ways to its postgres_fdw source's server, for one call. */
 typedef struct ToolsRemote
 {
 	Oid			server;
@@ -87,10 +95,11 @@ typedef struct ToolsRemote
 								 * the foreign table from now on */
 	bool		described;		/* binary is decided */
 	bool		binary;
-	PGconn	   *conn;
+	RemoteConn	copy;			/* the batches' COPY */
+	RemoteConn	bounds;			/* the next batch's upper end, meanwhile */
+	bool		no_prefetch;	/* the bound's plan did not fit */
 
 	/* the COPY being read: its current row, and how much of it was read */
-	const char *sql;
 	char	   *row;
 	int			row_len;
 	int			row_pos;
@@ -207,7 +216,7 @@ tools_remote_describe(ToolsJob *job)
 
 /* The remote server's error, or the connection's, as this server's. */
 static void
-remote_error(ToolsRemote *r, PGresult *res)
+remote_error(RemoteConn *c, PGresult *res)
 {
 	const char *sqlstate = NULL;
 	char	   *message = NULL;
@@ -231,12 +240,12 @@ remote_error(ToolsRemote *r, PGresult *res)
 		PQclear(res);
 	}
 	if (message == NULL)
-		message = pchomp(PQerrorMessage(r->conn));
-	if (r->sql != NULL)
+		message = pchomp(PQerrorMessage(c->conn));
+	if (c->sql != NULL)
 		context = psprintf("remote SQL command on server \"%s\": %s",
-						   r->server_name, r->sql);
+						   c->server_name, c->sql);
 	else
-		context = psprintf("connection to server \"%s\"", r->server_name);
+		context = psprintf("connection to server \"%s\"", c->server_name);
 
 	ereport(ERROR,
 			(errcode(code),
@@ -248,11 +257,11 @@ remote_error(ToolsRemote *r, PGresult *res)
 
 /* Wait on the latch until the socket is ready for events, or an interrupt. */
 static void
-wait_socket(ToolsRemote *r, int events)
+wait_socket(RemoteConn *c, int events)
 {
 	int			rc = WaitLatchOrSocket(MyLatch,
 									   WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | events,
-									   PQsocket(r->conn), -1L, PG_WAIT_EXTENSION);
+									   PQsocket(c->conn), -1L, PG_WAIT_EXTENSION);
 
 	if (rc & WL_LATCH_SET)
 	{
@@ -263,15 +272,15 @@ wait_socket(ToolsRemote *r, int events)
 
 /* The next result of the command sent, NULL after the last. */
 static PGresult *
-next_result(ToolsRemote *r)
+next_result(RemoteConn *c)
 {
-	while (PQisBusy(r->conn))
+	while (PQisBusy(c->conn))
 	{
-		wait_socket(r, WL_SOCKET_READABLE);
-		if (!PQconsumeInput(r->conn))
-			remote_error(r, NULL);
+		wait_socket(c, WL_SOCKET_READABLE);
+		if (!PQconsumeInput(c->conn))
+			remote_error(c, NULL);
 	}
-	return PQgetResult(r->conn);
+	return PQgetResult(c->conn);
 }
 
 /*
@@ -279,17 +288,17 @@ next_result(ToolsRemote *r)
  * status.  Returns the last, which the caller clears.
  */
 static PGresult *
-last_result(ToolsRemote *r, ExecStatusType expected)
+last_result(RemoteConn *c, ExecStatusType expected)
 {
 	PGresult   *last = NULL;
 	PGresult   *res;
 
-	while ((res = next_result(r)) != NULL)
+	while ((res = next_result(c)) != NULL)
 	{
 		if (PQresultStatus(res) != expected)
 		{
 			PQclear(last);
-			remote_error(r, res);
+			remote_error(c, res);
 		}
 		PQclear(last);
 		last = res;
@@ -299,11 +308,11 @@ last_result(ToolsRemote *r, ExecStatusType expected)
 
 /* Send a command, or fail with the connection's error. */
 static void
-send_command(ToolsRemote *r, const char *sql)
+send_command(RemoteConn *c, const char *sql)
 {
-	r->sql = sql;
-	if (!PQsendQuery(r->conn, sql))
-		remote_error(r, NULL);
+	c->sql = sql;
+	if (!PQsendQuery(c->conn, sql))
+		remote_error(c, NULL);
 }
 
 /*
@@ -332,7 +341,7 @@ is_connection_option(const PQconninfoOption *libpq, const char *name)
  * every other name, and values written in fixed styles.
  */
 static void
-remote_connect(const ToolsJob *job, ToolsRemote *r)
+remote_connect(const ToolsJob *job, ToolsRemote *r, RemoteConn *c)
 {
 	ForeignServer *server = GetForeignServer(r->server);
 	UserMapping *mapping = GetUserMapping(r->user, r->server);
@@ -363,33 +372,36 @@ remote_connect(const ToolsJob *job, ToolsRemote *r)
 	values[n++] = GetDatabaseEncodingName();
 	keywords[n] = values[n] = NULL;
 
+	c->server_name = r->server_name;
+	c->sql = NULL;
+
 	/* The connection is a file descriptor that fd.c must count. */
 	if (!AcquireExternalFD())
 		ereport(ERROR,
 				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
 				 errmsg("could not connect to server \"%s\"", r->server_name),
 				 errdetail("There are too many open files on this server.")));
-	r->conn = PQconnectStartParams(keywords, values, false);
-	if (r->conn == NULL)
+	c->conn = PQconnectStartParams(keywords, values, false);
+	if (c->conn == NULL)
 	{
 		ReleaseExternalFD();
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	}
-	while (PQstatus(r->conn) != CONNECTION_BAD &&
+	while (PQstatus(c->conn) != CONNECTION_BAD &&
 		   status != PGRES_POLLING_OK && status != PGRES_POLLING_FAILED)
 	{
-		wait_socket(r, status == PGRES_POLLING_READING ?
+		wait_socket(c, status == PGRES_POLLING_READING ?
 					WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE);
-		status = PQconnectPoll(r->conn);
+		status = PQconnectPoll(c->conn);
 	}
-	if (PQstatus(r->conn) != CONNECTION_OK)
+	if (PQstatus(c->conn) != CONNECTION_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
 				 errmsg("could not connect to server \"%s\"", r->server_name),
-				 errdetail_internal("%s", pchomp(PQerrorMessage(r->conn))),
+				 errdetail_internal("%s", pchomp(PQerrorMessage(c->conn))),
 				 errhint("Jobs read postgres_fdw sources over connections of their own, made from the options of the server and of the user mapping; SET tools.remote_copy TO off reads them through postgres_fdw instead.")));
 	if (!superuser_arg(r->user) && r->password_required &&
-		!PQconnectionUsedPassword(r->conn))
+		!PQconnectionUsedPassword(c->conn))
 		ereport(ERROR,
 				(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
 				 errmsg("password is required to connect to server \"%s\"",
@@ -397,55 +409,71 @@ remote_connect(const ToolsJob *job, ToolsRemote *r)
 				 errdetail("The server let the role in without asking for the password of the user mapping; only superusers may connect that way."),
 				 errhint("Make the server ask for a password, or have a superuser set password_required 'false' on the user mapping.")));
 
-	send_command(r, "SET search_path = pg_catalog; SET timezone = 'UTC';"
+	send_command(c, "SET search_path = pg_catalog; SET timezone = 'UTC';"
 				 " SET datestyle = ISO; SET intervalstyle = postgres;"
 				 " SET extra_float_digits = 3");
-	PQclear(last_result(r, PGRES_COMMAND_OK));
+	PQclear(last_result(c, PGRES_COMMAND_OK));
 }
 
 /*
- * The remote SQL of a batch's plan and the target columns of its result, in
- * attnames; or why the plan is more than one scan on the remote server.
+ * The foreign scan that is the whole of a plan, everything evaluated on
+ * the source's server, with the rights the plan would check if it ran
+ * here checked; or NULL, and why not.
  */
-static const char *
-remote_scan(const ToolsJob *job, ToolsRemote *r, PlannedStmt *stmt,
-			const char **sql, List **attnames)
+static ForeignScan *
+pushed_scan(ToolsRemote *r, PlannedStmt *stmt, const char **why)
 {
 	ForeignScan *scan;
-	List	   *private;
-	List	   *attnums;
-	ListCell   *lc;
 
 	if (!IsA(stmt->planTree, ForeignScan))
-		return "its plan is more than one foreign scan";
+	{
+		*why = "its plan is more than one foreign scan";
+		return NULL;
+	}
 	scan = (ForeignScan *) stmt->planTree;
 	if (scan->scan.plan.qual != NIL)
-		return "postgres_fdw leaves part of the condition to this server";
-	if (scan->fdw_exprs != NIL)
-		return "its plan has parameters (plan_cache_mode is force_generic_plan)";
-	private = scan->fdw_private;
-	if (scan->fs_server != r->server || list_length(private) < 2 ||
-		!IsA(linitial(private), String))
-		return "its foreign scan is not one that this version knows";
-
-	/* The remote SQL, and the numbers of the columns it returns. */
-	*sql = strVal(linitial(private));
-	attnums = (List *) lsecond(private);
-	if (list_length(attnums) != job->ncolumns)
-		return "the remote SQL does not return the copied columns";
-	*attnames = NIL;
-	foreach(lc, attnums)
-		*attnames = lappend(*attnames,
-							makeString(get_attname(job->source, lfirst_int(lc),
-												   false)));
-
-	/* The rights the plan would check if it ran here. */
+		*why = "postgres_fdw leaves part of the condition to this server";
+	else if (scan->fdw_exprs != NIL)
+		*why = "its plan has parameters (plan_cache_mode is force_generic_plan)";
+	else if (scan->fs_server != r->server || list_length(scan->fdw_private) < 2 ||
+			 !IsA(linitial(scan->fdw_private), String))
+		*why = "its foreign scan is not one that this version knows";
+	else
+	{
 #if PG_VERSION_NUM >= 160000
-	ExecCheckPermissions(stmt->rtable, stmt->permInfos, true);
+		ExecCheckPermissions(stmt->rtable, stmt->permInfos, true);
 #else
-	ExecCheckRTPerms(stmt->rtable, true);
+		ExecCheckRTPerms(stmt->rtable, true);
 #endif
+		return scan;
+	}
 	return NULL;
+}
+
+/*
+ * The remote SQL of a statement, planned for these parameters (as
+ * constants), and the numbers of the source's columns it returns; or NULL,
+ * and why not.
+ */
+static char *
+remote_sql(ToolsRemote *r, SPIPlanPtr plan, ParamListInfo params,
+		   List **attnums, const char **why)
+{
+	CachedPlanSource *source = linitial(SPI_plan_get_plan_sources(plan));
+	CachedPlan *cplan = GetCachedPlan(source, params, CurrentResourceOwner,
+									  NULL);
+	ForeignScan *scan = pushed_scan(r, linitial_node(PlannedStmt,
+													 cplan->stmt_list),
+									why);
+	char	   *sql = NULL;
+
+	if (scan != NULL)
+	{
+		sql = pstrdup(strVal(linitial(scan->fdw_private)));
+		*attnums = list_copy((List *) lsecond(scan->fdw_private));
+	}
+	ReleaseCachedPlan(cplan, CurrentResourceOwner);
+	return sql;
 }
 
 /*
@@ -461,13 +489,13 @@ decide_format(const ToolsJob *job, ToolsRemote *r, const char *sql,
 	int			i = 0;
 	ListCell   *lc;
 
-	r->sql = sql;
-	if (!PQsendPrepare(r->conn, "", sql, 0, NULL))
-		remote_error(r, NULL);
-	PQclear(last_result(r, PGRES_COMMAND_OK));
-	if (!PQsendDescribePrepared(r->conn, ""))
-		remote_error(r, NULL);
-	res = last_result(r, PGRES_COMMAND_OK);
+	r->copy.sql = sql;
+	if (!PQsendPrepare(r->copy.conn, "", sql, 0, NULL))
+		remote_error(&r->copy, NULL);
+	PQclear(last_result(&r->copy, PGRES_COMMAND_OK));
+	if (!PQsendDescribePrepared(r->copy.conn, ""))
+		remote_error(&r->copy, NULL);
+	res = last_result(&r->copy, PGRES_COMMAND_OK);
 
 	if (PQnfields(res) != list_length(attnames))
 		binary = false;
@@ -511,23 +539,23 @@ remote_read(void *outbuf, int minread, int maxread)
 				PQfreemem(r->row);
 			r->row = NULL;
 			r->row_pos = r->row_len = 0;
-			n = PQgetCopyData(r->conn, &r->row, true);
-			if (n == 0 && PQconsumeInput(r->conn))
-				n = PQgetCopyData(r->conn, &r->row, true);
+			n = PQgetCopyData(r->copy.conn, &r->row, true);
+			if (n == 0 && PQconsumeInput(r->copy.conn))
+				n = PQgetCopyData(r->copy.conn, &r->row, true);
 			if (n == 0)
 			{
 				/* Nothing more has come yet: hand over what has. */
 				if (copied >= minread)
 					break;
-				wait_socket(r, WL_SOCKET_READABLE);
+				wait_socket(&r->copy, WL_SOCKET_READABLE);
 				continue;
 			}
 			if (n == -2)
-				remote_error(r, NULL);
+				remote_error(&r->copy, NULL);
 			if (n == -1)
 			{
 				/* The end: the COPY's outcome, then no more results. */
-				PQclear(last_result(r, PGRES_COMMAND_OK));
+				PQclear(last_result(&r->copy, PGRES_COMMAND_OK));
 				r->done = true;
 				break;
 			}
@@ -586,11 +614,11 @@ tools_remote_batch(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 				   uint64 *rows)
 {
 	ToolsRemote *r = job->remote;
-	CachedPlanSource *source = linitial(SPI_plan_get_plan_sources(plan));
-	CachedPlan *cplan;
-	const char *sql;
+	char	   *sql;
 	const char *why;
-	List	   *attnames;
+	List	   *attnums = NIL;
+	List	   *attnames = NIL;
+	ListCell   *lc;
 	List	   *rtable;
 	List	   *perminfos;
 	List	   *options;
@@ -603,21 +631,26 @@ tools_remote_batch(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 	if (r->disabled)
 		return false;
 
-	cplan = GetCachedPlan(source, params, CurrentResourceOwner, NULL);
-	why = remote_scan(job, r, linitial_node(PlannedStmt, cplan->stmt_list),
-					  &sql, &attnames);
-	sql = why == NULL ? pstrdup(sql) : NULL;
-	ReleaseCachedPlan(cplan, CurrentResourceOwner);
-	if (why != NULL)
+	sql = remote_sql(r, plan, params, &attnums, &why);
+	if (sql != NULL && list_length(attnums) != job->ncolumns)
+	{
+		why = "the remote SQL does not return the copied columns";
+		sql = NULL;
+	}
+	if (sql == NULL)
 	{
 		elog(DEBUG1, "tools job %lld reads %s through the foreign table: %s",
 			 (long long) job->job_id, job->source_name, why);
 		r->disabled = true;
 		return false;
 	}
+	foreach(lc, attnums)
+		attnames = lappend(attnames,
+						   makeString(get_attname(job->source, lfirst_int(lc),
+												  false)));
 
-	if (r->conn == NULL)
-		remote_connect(job, r);
+	if (r->copy.conn == NULL)
+		remote_connect(job, r, &r->copy);
 	if (!r->described)
 		decide_format(job, r, sql, attnames);
 
@@ -636,11 +669,11 @@ tools_remote_batch(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 		level = tools_fix_style();
 	}
 
-	send_command(r, psprintf("COPY (%s) TO STDOUT%s", sql,
+	send_command(&r->copy, psprintf("COPY (%s) TO STDOUT%s", sql,
 							 r->binary ? " (FORMAT binary)" : ""));
-	res = next_result(r);
+	res = next_result(&r->copy);
 	if (PQresultStatus(res) != PGRES_COPY_OUT)
-		remote_error(r, res);
+		remote_error(&r->copy, res);
 	PQclear(res);
 	r->done = false;
 
@@ -676,8 +709,75 @@ tools_remote_batch(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 	if (level >= 0)
 		tools_restore_style(level);
 	table_close(rel, NoLock);
-	r->sql = NULL;
+	r->copy.sql = NULL;
 	return true;
+}
+
+/*
+ * Ask the remote server, over a second connection, for the upper end of
+ * the next batch while this one streams: plan is the bound statement,
+ * params its lower end (this batch's upper end).  False, having sent
+ * nothing, when its plan is more than one scan on the remote server; the
+ * caller then finds each bound itself, before its batch.
+ */
+bool
+tools_remote_prefetch(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params)
+{
+	ToolsRemote *r = job->remote;
+	char	   *sql;
+	const char *why;
+	List	   *attnums;
+
+	if (r->disabled || r->no_prefetch)
+		return false;
+	sql = remote_sql(r, plan, params, &attnums, &why);
+	if (sql == NULL)
+	{
+		elog(DEBUG1, "tools job %lld finds the upper end of each batch before the batch: %s",
+			 (long long) job->job_id, why);
+		r->no_prefetch = true;
+		return false;
+	}
+	if (r->bounds.conn == NULL)
+		remote_connect(job, r, &r->bounds);
+	send_command(&r->bounds, sql);
+	return true;
+}
+
+/*
+ * The answer to tools_remote_prefetch(): the key values of the next
+ * batch's upper end, into upper (in the current memory context); false
+ * when no key is left for a next batch.
+ */
+bool
+tools_remote_prefetched(ToolsJob *job, Datum *upper)
+{
+	RemoteConn *c = &job->remote->bounds;
+	PGresult   *res = last_result(c, PGRES_TUPLES_OK);
+	char	  **text = palloc0(sizeof(char *) * job->nkeys);
+	bool		found;
+	int			i;
+
+	if (res == NULL || PQnfields(res) != job->nkeys || PQntuples(res) > 1)
+	{
+		PQclear(res);
+		elog(ERROR, "unexpected result of the bound statement on server \"%s\"",
+			 c->server_name);
+	}
+	found = PQntuples(res) == 1;
+	for (i = 0; found && i < job->nkeys; i++)
+		if (!PQgetisnull(res, 0, i))
+			text[i] = pstrdup(PQgetvalue(res, 0, i));
+	PQclear(res);
+	c->sql = NULL;
+	for (i = 0; found && i < job->nkeys; i++)
+	{
+		if (text[i] == NULL)
+			elog(ERROR, "bound statement on server \"%s\" returned a NULL key",
+				 c->server_name);
+		upper[i] = tools_key_value(&job->keys[i], text[i]);
+	}
+	return found;
 }
 
 #else							/* PG_VERSION_NUM < 140000 */
@@ -690,27 +790,33 @@ tools_remote_batch(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 	return false;
 }
 
+bool
+tools_remote_prefetch(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params)
+{
+	return false;
+}
+
+bool
+tools_remote_prefetched(ToolsJob *job, Datum *upper)
+{
+	return false;
+}
+
 #endif							/* PG_VERSION_NUM >= 140000 */
 
 /*
- * Close the job's connection, if it has one.  A command still running
- * there (a COPY that an error interrupted) is canceled first: the remote
- * server would otherwise go on until it next writes to the closed
- * connection.
+ * Close a connection, if open.  A command still running there (a COPY that
+ * an error interrupted) is canceled first: the remote server would
+ * otherwise go on until it next writes to the closed connection.
  */
-void
-tools_remote_close(ToolsJob *job)
+static void
+close_conn(RemoteConn *c)
 {
-	ToolsRemote *r = job->remote;
-
-	if (r == NULL || r->conn == NULL)
+	if (c->conn == NULL)
 		return;
-	if (r->row != NULL)
-		PQfreemem(r->row);
-	r->row = NULL;
-	if (PQtransactionStatus(r->conn) == PQTRANS_ACTIVE)
+	if (PQtransactionStatus(c->conn) == PQTRANS_ACTIVE)
 	{
-		PGcancel   *cancel = PQgetCancel(r->conn);
+		PGcancel   *cancel = PQgetCancel(c->conn);
 		char		errbuf[256];
 
 		if (cancel != NULL)
@@ -719,7 +825,22 @@ tools_remote_close(ToolsJob *job)
 			PQfreeCancel(cancel);
 		}
 	}
-	PQfinish(r->conn);
+	PQfinish(c->conn);
 	ReleaseExternalFD();
-	r->conn = NULL;
+	c->conn = NULL;
+}
+
+/* Close the job's connections. */
+void
+tools_remote_close(ToolsJob *job)
+{
+	ToolsRemote *r = job->remote;
+
+	if (r == NULL)
+		return;
+	if (r->row != NULL)
+		PQfreemem(r->row);
+	r->row = NULL;
+	close_conn(&r->copy);
+	close_conn(&r->bounds);
 }

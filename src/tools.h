@@ -177,6 +177,9 @@ extern bool tools_remote_copy;
 extern void tools_remote_describe(ToolsJob *job);
 extern bool tools_remote_batch(ToolsJob *job, SPIPlanPtr plan,
 							   ParamListInfo params, uint64 *rows);
+extern bool tools_remote_prefetch(ToolsJob *job, SPIPlanPtr plan,
+								  ParamListInfo params);
+extern bool tools_remote_prefetched(ToolsJob *job, Datum *upper);
 extern void tools_remote_close(ToolsJob *job);
 
 /* spi.c */

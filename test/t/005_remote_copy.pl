@@ -7,9 +7,9 @@
 #
 # The remote view items_gated reads public.gate(id), which waits at key
 # 3001 for as long as the test holds advisory lock 42 on the remote
-# database, in the job's own connection (postgres_fdw's, which finds the
-# bounds of the batches, passes): the job then stands in its fourth batch
-# of 1000 rows, its COPY open, and the test acts without timing anything.
+# database, in the job's COPY (the statements that find the bounds of the
+# batches pass): the job then stands in its fourth batch of 1000 rows, its
+# COPY open, and the test acts without timing anything.
 use strict;
 use warnings;
 use IPC::Run;
@@ -27,7 +27,7 @@ $node->safe_psql('src', q{
   INSERT INTO public.items SELECT g, 'v' || g FROM generate_series(1, 5000) g;
   CREATE FUNCTION public.gate(id int) RETURNS boolean LANGUAGE plpgsql AS $$
   BEGIN
-    IF id = 3001 AND current_setting('application_name') LIKE 'tools job %' THEN
+    IF id = 3001 AND current_query() LIKE 'COPY %' THEN
       PERFORM pg_advisory_lock_shared(42);
       PERFORM pg_advisory_unlock_shared(42);
     END IF;
@@ -77,7 +77,7 @@ sub gate_open
 my $copy = q{
   SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l USING (pid)
    WHERE a.datname = 'src' AND a.application_name = 'tools job 1'
-     AND l.locktype = 'advisory' AND l.objid = 42 AND NOT l.granted};
+     AND a.query LIKE 'COPY %' AND l.locktype = 'advisory' AND l.objid = 42 AND NOT l.granted};
 my $connections = q{
   SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'tools job %'};
 my $job = q{SELECT format('%s %s %s', state, rows, lastseq) FROM tools.job WHERE job_id = 1};
@@ -98,7 +98,8 @@ sub start_job
 gate_close();
 my ($h, $err) = start_job();
 like( $node->safe_psql('postgres', q{
-	    SELECT query FROM pg_stat_activity WHERE application_name = 'tools job 1'}),
+	    SELECT query FROM pg_stat_activity
+	     WHERE application_name = 'tools job 1' AND query LIKE 'COPY %'}),
 	qr/^COPY \(SELECT id, v FROM public\.items_gated WHERE \(\(id > 3000\)\) AND \(\(id <= 4000\)\)\) TO STDOUT \(FORMAT binary\)$/,
 	'the remote server runs COPY of the batch\'s key range, in binary form');
 is( $node->safe_psql('postgres', q{
