@@ -135,6 +135,20 @@ RESET datestyle;
 RESET intervalstyle;
 RESET extra_float_digits;
 
+-- A partitioned target, which the bulk path does not take: COPY FROM
+-- writes the rows, routed to their partitions.
+CREATE TABLE public.moods_parts (id int PRIMARY KEY, m public.mood, p public.positive,
+                                 ts timestamp, iv interval) PARTITION BY RANGE (id);
+CREATE TABLE public.moods_low PARTITION OF public.moods_parts FOR VALUES FROM (MINVALUE) TO (500);
+CREATE TABLE public.moods_high PARTITION OF public.moods_parts FOR VALUES FROM (500) TO (MAXVALUE);
+INSERT INTO tools.config (source, target, pkey, batchsize) VALUES ('src.moods', 'public.moods_parts', 'id', 300);
+SELECT statement FROM tools.run('{public.moods_parts}');
+SET client_min_messages = debug1;
+CALL tools.start(7);
+RESET client_min_messages;
+SELECT public.differing('src.moods', 'public.moods_parts', 'id, m, p, ts, iv') AS moods,
+       (SELECT count(*) FROM public.moods_low) AS low, (SELECT count(*) FROM public.moods_high) AS high;
+
 -- A role that is not superuser.  Without a password in its user mapping,
 -- the job reads through the foreign table, where postgres_fdw refuses it;
 -- with one, on a server that does not ask for it, COPY refuses it too.
@@ -149,17 +163,17 @@ CREATE USER MAPPING FOR regress_remote_user SERVER src;
 SET ROLE regress_remote_user;
 SELECT statement FROM tools.run('{public.moods}');
 SET client_min_messages = debug1;
-CALL tools.start(7);
+CALL tools.start(8);
 RESET client_min_messages;
 RESET ROLE;
 ALTER USER MAPPING FOR regress_remote_user SERVER src OPTIONS (ADD password 'secret');
 SET ROLE regress_remote_user;
-CALL tools.start(7);
+CALL tools.start(8);
 RESET ROLE;
-SELECT job_id, state, rows FROM tools.job WHERE job_id = 7;
+SELECT job_id, state, rows FROM tools.job WHERE job_id = 8;
 SELECT public.job_connections();
 
-DROP TABLE public.kinds, public.kinds_latin, public.moods, public.ratios;
+DROP TABLE public.kinds, public.kinds_latin, public.moods, public.moods_parts, public.ratios;
 DROP FUNCTION public.job_connections();
 DROP SCHEMA src CASCADE;
 DROP USER MAPPING FOR regress_remote_user SERVER src;

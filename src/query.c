@@ -171,13 +171,15 @@ tools_describe_job(ToolsJob *job)
 	describe_columns(job);
 	obstacle = tools_bulk_obstacle(job);
 	job->bulk = obstacle == NULL;
-	if (job->bulk)
+	tools_remote_describe(job);
+
+	/* A job that reads with COPY said how it writes. */
+	if (job->remote == NULL && job->bulk)
 		elog(DEBUG1, "tools job %lld writes into %s by bulk insertion",
 			 (long long) job->job_id, job->target_name);
-	else
+	else if (job->remote == NULL)
 		elog(DEBUG1, "tools job %lld writes into %s with INSERT: %s",
 			 (long long) job->job_id, job->target_name, obstacle);
-	tools_remote_describe(job);
 }
 
 /* The types of the statements' parameters, in the order of PARAM_*. */

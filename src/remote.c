@@ -205,8 +205,9 @@ tools_remote_describe(ToolsJob *job)
 
 	job->remote = why == NULL ? r : NULL;
 	if (why == NULL)
-		elog(DEBUG1, "tools job %lld reads %s with COPY on server \"%s\"",
-			 (long long) job->job_id, job->source_name, r->server_name);
+		elog(DEBUG1, "tools job %lld reads %s with COPY on server \"%s\" and writes into %s by %s",
+			 (long long) job->job_id, job->source_name, r->server_name,
+			 job->target_name, job->bulk ? "bulk insertion" : "COPY FROM");
 	else if (job->source_foreign)
 		elog(DEBUG1, "tools job %lld reads %s through the foreign table: %s",
 			 (long long) job->job_id, job->source_name, why);
