@@ -4,13 +4,14 @@
  *		Write a batch into the target the way COPY FROM does.
  *
  * The batch's SELECT runs through SPI with a DestReceiver of our own in
- * place of a result set.  Each row it receives becomes a row of the
- * target's layout (columns matched by name, defaults and stored generated
- * columns computed, NOT NULL and CHECK constraints checked), waits in a
- * buffer of slots, and goes into the table with table_multi_insert() and a
- * BulkInsertState: one WAL record and one buffer lock per page instead of
- * per row.  Index entries are inserted after each flush, unique keys checked
- * there as an INSERT checks them.
+ * place of a result set (or, for a postgres_fdw source, COPY FROM's parser
+ * hands over the rows of a remote COPY: remote.c).  Each row becomes a row
+ * of the target's layout (columns matched by name, defaults and stored
+ * generated columns computed, NOT NULL and CHECK constraints checked), waits
+ * in a buffer of slots, and goes into the table with table_multi_insert()
+ * and the call's BulkInsertState: one WAL record and one buffer lock per
+ * page instead of per row.  Index entries are inserted after each flush,
+ * unique keys checked there as an INSERT checks them.
  *
  * The batch stays in the job's transaction: what a failed batch wrote is
  * rolled back with it, as with INSERT.  Only targets whose INSERT would do

@@ -678,6 +678,31 @@ position_params(CopyState *st, const Datum *position, Oid *types,
 }
 
 /*
+ * How the job's batches read and write: with COPY on a postgres_fdw
+ * source's server, and by bulk insertion into a target that allows it
+ * (with one bulk insert state for the call); otherwise through the source's
+ * relation, and with INSERT.  Said at DEBUG1.
+ */
+static void
+choose_paths(ToolsJob *job)
+{
+	const char *obstacle = tools_bulk_obstacle(job);
+
+	job->bulk = obstacle == NULL;
+	if (job->bulk)
+		job->bistate = GetBulkInsertState();
+	tools_remote_describe(job);
+
+	/* A job that reads with COPY said how it writes. */
+	if (job->remote == NULL && job->bulk)
+		elog(DEBUG1, "tools job %lld writes into %s by bulk insertion",
+			 (long long) job->job_id, job->target_name);
+	else if (job->remote == NULL)
+		elog(DEBUG1, "tools job %lld writes into %s with INSERT: %s",
+			 (long long) job->job_id, job->target_name, obstacle);
+}
+
+/*
  * First step of a call: lock the run's row to order the starts of its
  * jobs, check the job against the catalogs, plan it, prepare the target on
  * a first start, and record the job as running.
@@ -700,8 +725,7 @@ begin_job(CopyState *st)
 	first = read_config(st, &lastkey);
 	MemoryContextSwitchTo(st->cxt);
 	tools_describe_job(job);
-	if (job->bulk)
-		job->bistate = GetBulkInsertState();
+	choose_paths(job);
 	if (job->part_lower != NULL)
 		st->part_lower = tools_key_value(&job->keys[0], job->part_lower);
 	if (job->part_upper != NULL)

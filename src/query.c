@@ -164,22 +164,9 @@ tools_describe_relations(ToolsJob *job)
 void
 tools_describe_job(ToolsJob *job)
 {
-	const char *obstacle;
-
 	tools_describe_relations(job);
 	tools_describe_key(job);
 	describe_columns(job);
-	obstacle = tools_bulk_obstacle(job);
-	job->bulk = obstacle == NULL;
-	tools_remote_describe(job);
-
-	/* A job that reads with COPY said how it writes. */
-	if (job->remote == NULL && job->bulk)
-		elog(DEBUG1, "tools job %lld writes into %s by bulk insertion",
-			 (long long) job->job_id, job->target_name);
-	else if (job->remote == NULL)
-		elog(DEBUG1, "tools job %lld writes into %s with INSERT: %s",
-			 (long long) job->job_id, job->target_name, obstacle);
 }
 
 /* The types of the statements' parameters, in the order of PARAM_*. */

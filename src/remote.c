@@ -24,12 +24,19 @@
  * type on both servers, as the remote server describes the statement, and
  * the session's client encoding is the database's; otherwise in text,
  * written by the remote server in the styles postgres_fdw sets there and
- * read here in the same styles.
+ * read here in the same styles.  COPY FROM's parser reads them into the bulk
+ * path (bulk.c), or COPY FROM itself writes them into a target that the
+ * bulk path does not take.
  *
- * The connection lives for one call of tools.start() and is closed when the
- * call ends, whether it completes or fails: an error can leave a COPY half
- * read, and a new call connects again.  Waits on the remote server happen
- * on the process latch, so that cancel and terminate requests are served.
+ * While a batch streams, a second connection runs the next batch's bound
+ * statement, planned and checked the same way, so that no batch waits for
+ * its upper end.
+ *
+ * The connections live for one call of tools.start() and are closed when
+ * the call ends, whether it completes or fails: an error can leave a COPY
+ * half read, and a new call connects again.  Waits on the remote server
+ * happen on the process latch, so that cancel and terminate requests are
+ * served.
  *
  * As postgres_fdw, a role that is not a superuser connects only with the
  * password of its user mapping, and only to a server that asks for it,
@@ -193,10 +200,7 @@ remote_obstacle(const ToolsJob *job, ToolsRemote *r)
 #endif
 }
 
-/*
- * Decide whether the job's batches read its source with COPY, when
- * tools_describe_job() describes it.
- */
+/* Decide whether the job's batches read its source with COPY. */
 void
 tools_remote_describe(ToolsJob *job)
 {

@@ -117,7 +117,9 @@ typedef struct ToolsJob
 	int			ncolumns;
 	AttrNumber *target_attnums; /* their numbers in the target */
 	bool		same_types;		/* each has the same type and typmod in both */
-	bool		bulk;			/* batches go through tools_bulk_copy() */
+
+	/* chosen by tools.start() for its call */
+	bool		bulk;			/* batches write by bulk insertion */
 	struct ToolsRemote *remote; /* batches may go through tools_remote_batch() */
 	struct BulkInsertStateData *bistate;	/* of the bulk path, for the call */
 } ToolsJob;
