@@ -32,12 +32,7 @@ ANALYZE;
 \c :home
 
 CREATE EXTENSION postgres_fdw;
-DO $$
-BEGIN
-  EXECUTE format('CREATE SERVER remote FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %L, port %L, dbname %L)',
-                 split_part(current_setting('unix_socket_directories'), ',', 1),
-                 current_setting('port'), 'tools_fdw_remote');
-END $$;
+SELECT public.loopback_server('remote', 'tools_fdw_remote');
 CREATE USER MAPPING FOR CURRENT_USER SERVER remote;
 CREATE SCHEMA remote;
 IMPORT FOREIGN SCHEMA public FROM SERVER remote INTO remote;

@@ -41,12 +41,7 @@ ANALYZE;
 \c :home
 
 CREATE EXTENSION postgres_fdw;
-DO $$
-BEGIN
-  EXECUTE format('CREATE SERVER src FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %L, port %L, dbname %L)',
-                 split_part(current_setting('unix_socket_directories'), ',', 1),
-                 current_setting('port'), 'tools_remote_src');
-END $$;
+SELECT public.loopback_server('src', 'tools_remote_src');
 CREATE USER MAPPING FOR CURRENT_USER SERVER src;
 CREATE TYPE public.mood AS ENUM ('sad', 'ok', 'happy');
 CREATE DOMAIN public.positive AS int CHECK (VALUE > 0);

@@ -50,3 +50,12 @@ BEGIN
                  source, target, cols) INTO d;
   RETURN d;
 END $$;
+
+-- A postgres_fdw server for a database of this cluster, over its socket.
+CREATE FUNCTION public.loopback_server(server name, dbname text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('CREATE SERVER %I FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %L, port %L, dbname %L)',
+                 server, split_part(current_setting('unix_socket_directories'), ',', 1),
+                 current_setting('port'), dbname);
+END $$;
