@@ -107,6 +107,7 @@ typedef struct ToolsRemote
 	bool		no_prefetch;	/* the bound's plan did not fit */
 
 	/* the COPY being read: its current row, and how much of it was read */
+	ErrorContextCallback *context;	/* the error context of the batch */
 	char	   *row;
 	int			row_len;
 	int			row_pos;
@@ -555,12 +556,21 @@ remote_read(void *outbuf, int minread, int maxread)
 				wait_socket(&r->copy, WL_SOCKET_READABLE);
 				continue;
 			}
-			if (n == -2)
-				remote_error(&r->copy, NULL);
-			if (n == -1)
+			if (n < 0)
 			{
-				/* The end: the COPY's outcome, then no more results. */
+				/*
+				 * The end, or a broken connection: the COPY's outcome, then
+				 * no more results.  Where COPY FROM's parser stands when an
+				 * error arrives depends on how much arrived before it: the
+				 * remote server's errors are the batch's, not a line's.
+				 */
+				ErrorContextCallback *parser = error_context_stack;
+
+				error_context_stack = r->context;
+				if (n == -2)
+					remote_error(&r->copy, NULL);
 				PQclear(last_result(&r->copy, PGRES_COMMAND_OK));
+				error_context_stack = parser;
 				r->done = true;
 				break;
 			}
@@ -684,6 +694,7 @@ tools_remote_batch(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 
 	PushActiveSnapshot(GetTransactionSnapshot());
 	reading = r;
+	r->context = error_context_stack;
 	if (job->bulk)
 	{
 		/* COPY FROM's parser, and the bulk path's writer. */
