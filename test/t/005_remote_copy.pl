@@ -102,6 +102,11 @@ like( $node->safe_psql('postgres', q{
 	     WHERE application_name = 'tools job 1' AND query LIKE 'COPY %'}),
 	qr/^COPY \(SELECT id, v FROM public\.items_gated WHERE \(\(id > 3000\)\) AND \(\(id <= 4000\)\)\) TO STDOUT \(FORMAT binary\)$/,
 	'the remote server runs COPY of the batch\'s key range, in binary form');
+ok( $node->poll_query_until('postgres', q{
+	  SELECT count(*) = 1 FROM pg_stat_activity
+	   WHERE application_name = 'tools job 1' AND query =
+	     'SELECT id FROM public.items_gated WHERE ((id > 4000)) ORDER BY id ASC NULLS LAST LIMIT 1::bigint OFFSET 999::bigint'}),
+	'meanwhile, the job\'s second connection has asked for the upper end of the next batch');
 is( $node->safe_psql('postgres', q{
 	  SELECT pg_cancel_backend(pid) FROM pg_stat_activity
 	   WHERE query = 'CALL tools.start(1)'}),
