@@ -17,7 +17,7 @@ VALUES (1, 1, 400, 400, LOCALTIMESTAMP, 'failed', 'canceling statement due to us
 
 ALTER EXTENSION tools UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'tools';
-SELECT config_id, source, target, pkey, priority, batchsize, trunc, parts FROM tools.config;
+SELECT config_id, source, target, pkey, priority, batchsize, trunc, parts, defer_indexes FROM tools.config;
 SELECT run_id, job_id, config_id, lastseq, lastkey, rows, state, error, lower, upper FROM tools.job;
 
 CALL tools.start(1);

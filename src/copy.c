@@ -78,6 +78,9 @@ typedef struct CopyState
 	Datum	   *next;			/* its key values, in nextcxt */
 	MemoryContext nextcxt;
 	bool		done;
+	bool		restoring;		/* deferred indexes are being built again */
+	LOCKTAG		target_lock;	/* held while target_locked */
+	bool		target_locked;
 	TimestampTz mark;			/* elapsed time is counted up to here */
 } CopyState;
 
@@ -240,10 +243,11 @@ run_step(CopyState *st, CopyStep step)
 /*
  * Read the job's configuration (the job keeps its run, not its config), its
  * part of the key range and its position (lastkey, 0 for none, in the
- * step's memory).  Returns whether the job has never started.
+ * step's memory), and whether it has completed.  Returns whether the job has
+ * never started.
  */
 static bool
-read_config(CopyState *st, Datum *lastkey)
+read_config(CopyState *st, Datum *lastkey, bool *completed)
 {
 	ToolsJob   *job = &st->job;
 	Oid			types[1] = {INT8OID};
@@ -254,7 +258,8 @@ read_config(CopyState *st, Datum *lastkey)
 	bool		first;
 	Datum		d;
 
-	if (tools_execute("SELECT " TOOLS_JOB_COLUMNS ", j.lastkey, j.ts IS NULL"
+	if (tools_execute("SELECT " TOOLS_JOB_COLUMNS ", j.lastkey, j.ts IS NULL,"
+					  " j.state OPERATOR(pg_catalog.=) 'completed'"
 					  TOOLS_JOB_FROM
 					  " WHERE j.job_id OPERATOR(pg_catalog.=) $1",
 					  1, types, values, NULL, SPI_OK_SELECT) == 0)
@@ -272,6 +277,8 @@ read_config(CopyState *st, Datum *lastkey)
 	*lastkey = isnull ? (Datum) 0 : datumCopy(d, false, -1);
 	first = DatumGetBool(SPI_getbinval(row, desc, TOOLS_JOB_NCOLUMNS + 2,
 									   &isnull));
+	*completed = DatumGetBool(SPI_getbinval(row, desc, TOOLS_JOB_NCOLUMNS + 3,
+											&isnull));
 	SPI_freetuptable(SPI_tuptable);
 	return first;
 }
@@ -704,8 +711,9 @@ choose_paths(ToolsJob *job)
 
 /*
  * First step of a call: lock the run's row to order the starts of its
- * jobs, check the job against the catalogs, plan it, prepare the target on
- * a first start, and record the job as running.
+ * jobs, check the job against the catalogs, plan it, drop the target's
+ * secondary indexes if it defers them (unless it has completed), prepare
+ * the target on a first start, and record the job as running.
  */
 static void
 begin_job(CopyState *st)
@@ -715,6 +723,7 @@ begin_job(CopyState *st)
 	Datum		values[3];
 	char		nulls[3] = {' '};
 	bool		first;
+	bool		completed;
 	Datum		lastkey;
 
 	values[0] = Int64GetDatum(job->run_id);
@@ -722,7 +731,7 @@ begin_job(CopyState *st)
 				  " WHERE run_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 				  1, types, values, NULL, SPI_OK_SELECT);
 
-	first = read_config(st, &lastkey);
+	first = read_config(st, &lastkey, &completed);
 	MemoryContextSwitchTo(st->cxt);
 	tools_describe_job(job);
 	choose_paths(job);
@@ -739,6 +748,8 @@ begin_job(CopyState *st)
 	check_rights(st);
 	check_null_keys(st);
 
+	if (job->defer_indexes && !completed)
+		tools_defer_indexes(job);
 	if (first)
 		prepare_target(st);
 
@@ -860,6 +871,34 @@ copy_batch(CopyState *st)
 	st->done = last_batch;
 }
 
+/*
+ * After the last batch: whether this job builds its target's deferred
+ * indexes again, decided holding the target's lock (kept until the call
+ * ends), which completed siblings take in turn.
+ */
+static void
+check_indexes(CopyState *st)
+{
+	st->restoring = false;
+	if (!tools_sees_deferred_indexes())
+		return;
+	if (!st->target_locked)
+	{
+		TOOLS_SET_LOCKTAG(st->target_lock, st->job.target,
+						  TOOLS_TARGET_LOCK_SPACE);
+		(void) LockAcquire(&st->target_lock, ExclusiveLock, true, false);
+		st->target_locked = true;
+	}
+	st->restoring = tools_restore_due(&st->job);
+}
+
+/* Build one deferred index again, or find that none is left. */
+static void
+restore_index(CopyState *st)
+{
+	st->restoring = tools_restore_index(&st->job);
+}
+
 static void
 job_error_context(void *arg)
 {
@@ -899,12 +938,19 @@ run_job(int64 job_id)
 		run_step(st, begin_job);
 		while (!st->done)
 			run_step(st, copy_batch);
+		free_plans(st);
+		tools_remote_close(&st->job);
+		run_step(st, check_indexes);
+		while (st->restoring)
+			run_step(st, restore_index);
 	}
 	PG_FINALLY();
 	{
 		error_context_stack = errcb.previous;
 		free_plans(st);
 		tools_remote_close(&st->job);
+		if (st->target_locked)
+			LockRelease(&st->target_lock, ExclusiveLock, true);
 	}
 	PG_END_TRY();
 }

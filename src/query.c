@@ -141,6 +141,7 @@ tools_job_from_row(ToolsJob *job, HeapTuple row, TupleDesc desc,
 	job->trunc = DatumGetBool(SPI_getbinval(row, desc, 9, &isnull));
 	job->part_lower = value_or_null(row, desc, 10, cxt);
 	job->part_upper = value_or_null(row, desc, 11, cxt);
+	job->defer_indexes = DatumGetBool(SPI_getbinval(row, desc, 12, &isnull));
 }
 
 /* Resolve the job's relations. */

@@ -34,11 +34,14 @@
  * objid).  A call of tools.start() holds its job's lock as a session lock
  * (the view tools.progress knows its number); a worker holds its run's
  * lock in share mode for its life; tools.cancel() holds the run's cancel
- * lock until the run's workers are gone.
+ * lock until the run's workers are gone; a completed job holds its target's
+ * lock (keyed by the table's oid) while it looks at its target's deferred
+ * indexes and builds them again.
  */
 #define TOOLS_JOB_LOCK_SPACE	0x7430
 #define TOOLS_RUN_LOCK_SPACE	0x7431
 #define TOOLS_CANCEL_LOCK_SPACE 0x7432
+#define TOOLS_TARGET_LOCK_SPACE 0x7433
 
 /*
  * The advisory locks of this database that other processes hold, as a
@@ -101,6 +104,7 @@ typedef struct ToolsJob
 	char	   *condition;		/* NULL when none */
 	int32		batchsize;		/* 0: one statement for everything */
 	bool		trunc;
+	bool		defer_indexes;
 
 	/* resolved by tools_describe_job() */
 	char	   *source_name;	/* schema-qualified, quoted */
@@ -130,8 +134,8 @@ typedef struct ToolsJob
  */
 #define TOOLS_JOB_COLUMNS \
 	"j.job_id, j.run_id, c.config_id, c.source, c.target, c.pkey," \
-	" c.condition, c.batchsize, c.trunc, j.lower, j.upper"
-#define TOOLS_JOB_NCOLUMNS 11
+	" c.condition, c.batchsize, c.trunc, j.lower, j.upper, c.defer_indexes"
+#define TOOLS_JOB_NCOLUMNS 12
 #define TOOLS_JOB_FROM \
 	" FROM " TOOLS_SCHEMA ".job AS j JOIN " TOOLS_SCHEMA ".config AS c" \
 	" ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
@@ -149,6 +153,12 @@ extern uint64 tools_bulk_copy(const ToolsJob *job, SPIPlanPtr plan,
 extern void tools_target_rtable(const ToolsJob *job, List **rtable,
 								List **perminfos);
 extern const char *tools_insert_obstacle(Relation rel);
+
+/* indexes.c */
+extern void tools_defer_indexes(const ToolsJob *job);
+extern bool tools_sees_deferred_indexes(void);
+extern bool tools_restore_due(const ToolsJob *job);
+extern bool tools_restore_index(const ToolsJob *job);
 
 /* key.c */
 extern void tools_describe_key(ToolsJob *job);

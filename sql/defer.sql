@@ -1,0 +1,104 @@
+-- defer_indexes: a target's secondary indexes are dropped before its jobs
+-- copy and built again, as they were, when the run's last job on it
+-- completes; constraints stay and keep catching bad rows.
+CREATE TABLE source.d (id int PRIMARY KEY, n int, t text);
+INSERT INTO source.d SELECT g, g % 7, md5(g::text) FROM generate_series(1, 1000) g;
+CREATE SCHEMA other;
+CREATE TABLE public.d (t text, n int, id int PRIMARY KEY, u int, CHECK (n >= 0));
+CREATE INDEX d_t ON public.d (t);
+CREATE INDEX d_lower ON public.d (lower(t) text_pattern_ops) WHERE n > 2;
+CREATE INDEX d_n ON public.d USING hash (n);
+CREATE UNIQUE INDEX d_u ON public.d (u);               -- unique: kept
+COMMENT ON INDEX d_t IS 'by text';
+CREATE TABLE public.d_before AS
+SELECT c.relname, pg_get_indexdef(i.indexrelid) AS def, obj_description(i.indexrelid) AS comment
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+ WHERE i.indrelid = 'public.d'::regclass;
+
+INSERT INTO tools.config (source, target, pkey, batchsize, parts, defer_indexes)
+VALUES ('source.d', 'public.d', 'id', 100, 2, true);
+ANALYZE source.d;
+SELECT statement FROM tools.run();
+
+-- The first part drops them, and leaves them dropped: its sibling has not
+-- completed.
+CALL tools.start(1);
+SELECT relname FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
+ WHERE i.indrelid = 'public.d'::regclass ORDER BY 1;
+SELECT target, index_name, definition, comment, job_id FROM tools.deferred_index ORDER BY index_name;
+-- Calling the completed job again drops nothing more and builds nothing.
+CALL tools.start(1);
+SELECT count(*) FROM tools.deferred_index;
+
+-- The second part completes last and builds them again, as they were, with
+-- names planted earlier in search_path ignored.
+CREATE FUNCTION other.lower(text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT ''x''';
+SET search_path = other, public;
+CALL tools.start(2);
+RESET search_path;
+SELECT count(*) FROM tools.deferred_index;
+SELECT b.relname, a.def IS NOT DISTINCT FROM b.def AS same_definition,
+       a.comment IS NOT DISTINCT FROM b.comment AS same_comment
+  FROM public.d_before b
+  LEFT JOIN (SELECT c.relname, pg_get_indexdef(i.indexrelid) AS def, obj_description(i.indexrelid) AS comment
+               FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+              WHERE i.indrelid = 'public.d'::regclass) a USING (relname)
+ ORDER BY 1;
+SELECT public.differing('source.d', 'public.d', 'id, n, t');
+SET enable_seqscan = off;
+SELECT count(*) FROM public.d WHERE lower(t) LIKE 'a%' AND n > 2;
+RESET enable_seqscan;
+SELECT job_id, state, rows FROM tools.job ORDER BY job_id;
+
+-- A build that fails fails the job, whose rows stay copied, and keeps the
+-- definition; the next call builds it once the cause is gone.
+CREATE FUNCTION public.inverse(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT 1 / $1';
+CREATE INDEX d_inverse ON public.d (public.inverse(n)) WHERE n > 0;
+UPDATE tools.config SET parts = NULL, trunc = true;
+SELECT statement FROM tools.run();
+CREATE OR REPLACE FUNCTION public.inverse(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT 1 / ($1 - 3)';
+CALL tools.start(3);
+SELECT job_id, state, rows, error FROM tools.job WHERE job_id = 3;
+SELECT count(*) FROM public.d;
+SELECT index_name FROM tools.deferred_index ORDER BY 1;
+SELECT to_regclass('public.d_t') IS NOT NULL AS d_t_built;
+CREATE OR REPLACE FUNCTION public.inverse(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT 1 / $1';
+CALL tools.start(3);
+SELECT job_id, state, rows FROM tools.job WHERE job_id = 3;
+SELECT count(*) FROM tools.deferred_index;
+SELECT pg_get_indexdef('public.d_inverse'::regclass);
+
+-- A relation that took a deferred index's name meanwhile is left alone.
+UPDATE tools.config SET parts = 2;
+SELECT statement FROM tools.run();
+CALL tools.start(4);
+CREATE UNIQUE INDEX d_t ON public.d (id, t);
+CALL tools.start(5);
+SELECT count(*) FROM tools.deferred_index;
+SELECT pg_get_indexdef('public.d_t'::regclass);
+DROP INDEX public.d_t;
+CREATE INDEX d_t ON public.d (t);
+
+-- Only the table's owner defers its indexes.
+CREATE ROLE regress_tools_defer;
+GRANT USAGE ON SCHEMA tools, source TO regress_tools_defer;
+GRANT SELECT ON tools.config, tools.deferred_index TO regress_tools_defer;
+GRANT SELECT, INSERT, UPDATE ON tools.run, tools.job TO regress_tools_defer;
+GRANT SELECT ON source.d TO regress_tools_defer;
+GRANT INSERT, TRUNCATE ON public.d TO regress_tools_defer;
+SELECT statement FROM tools.run();
+SET ROLE regress_tools_defer;
+CALL tools.start(6);
+RESET ROLE;
+SELECT job_id, state, error FROM tools.job WHERE job_id = 6;
+SELECT count(*) FROM tools.deferred_index;
+SELECT count(*) FROM pg_index WHERE indrelid = 'public.d'::regclass;
+
+REVOKE ALL ON SCHEMA tools, source FROM regress_tools_defer;
+REVOKE ALL ON ALL TABLES IN SCHEMA tools, source FROM regress_tools_defer;
+REVOKE ALL ON public.d FROM regress_tools_defer;
+DROP ROLE regress_tools_defer;
+DROP TABLE source.d, public.d, public.d_before;
+DROP FUNCTION other.lower(text), public.inverse(int);
+DROP SCHEMA other;
+TRUNCATE tools.config, tools.run, tools.job RESTART IDENTITY;

@@ -1,0 +1,268 @@
+/*-------------------------------------------------------------------------
+ *
+ * indexes.c
+ *		Secondary indexes of a target dropped before its jobs copy, and built
+ *		again once they are done (tools.config.defer_indexes).
+ *
+ * Building an index once, from the copied rows, costs much less than
+ * inserting every row into it, when its keys come in no useful order.  A job
+ * whose configuration defers indexes drops those of its target that nothing
+ * else needs: not unique (a primary key, a unique or an exclusion
+ * constraint keeps catching bad rows during the copy), not attached to a
+ * partitioned table's index, not the replica identity, not the clustered
+ * index, not an extension's.  In the transaction that drops them, it
+ * records each one's CREATE INDEX statement in tools.deferred_index: a crash
+ * or a failure at any point leaves the definition of every index that is
+ * not there.
+ *
+ * The job of a run that completes last on a target builds them again, one
+ * transaction per index, each removing its row.  Completing jobs take a
+ * session lock on the target in turn and look at their siblings only then,
+ * each after its own completion has committed: of jobs completing together
+ * the last to take the lock sees all the others completed.  A job that
+ * fails while building is failed (its rows are copied); the next call of
+ * any job of that run on the target goes on with the indexes left.
+ *
+ * Definitions are written and run with pg_catalog alone in search_path, so
+ * that every other name in them is schema-qualified and none resolves to an
+ * object placed earlier in the caller's search_path.
+ *
+ * IDENTIFICATION
+ *		src/indexes.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "commands/comment.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "catalog/namespace.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/ruleutils.h"
+
+#include "tools.h"
+
+/* Column col of the first row of the last result. */
+static Datum
+first_value(int col, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col,
+						 isnull);
+}
+
+/* Set pg_catalog alone in search_path until restore_search_path(). */
+static int
+catalog_search_path(void)
+{
+	int			level = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", "pg_catalog", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
+static void
+restore_search_path(int level)
+{
+	AtEOXact_GUC(true, level);
+}
+
+/* The index, schema-qualified and quoted. */
+static char *
+index_name(Oid index)
+{
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(index)),
+									  get_rel_name(index));
+}
+
+/*
+ * Drop the target's secondary indexes and record how to build them again,
+ * in the caller's transaction.
+ */
+void
+tools_defer_indexes(const ToolsJob *job)
+{
+	Oid			types[5] = {OIDOID, NAMEOID, TEXTOID, TEXTOID, INT8OID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	uint64		n;
+	uint64		i;
+	Oid		   *indexes;
+	bool		isnull;
+	int			level;
+
+	values[0] = ObjectIdGetDatum(job->target);
+	n = tools_execute("SELECT i.indexrelid,"
+					  " pg_catalog.pg_has_role(t.relowner, 'USAGE')"
+					  " FROM pg_catalog.pg_index AS i"
+					  " JOIN pg_catalog.pg_class AS t ON t.oid OPERATOR(pg_catalog.=) i.indrelid"
+					  " WHERE i.indrelid OPERATOR(pg_catalog.=) $1"
+					  " AND t.relkind OPERATOR(pg_catalog.=) " CppAsString2(RELKIND_RELATION)
+					  " AND NOT i.indisunique AND NOT i.indisexclusion"
+					  " AND NOT i.indisreplident AND NOT i.indisclustered"
+					  " AND i.indisvalid AND i.indisready AND i.indislive"
+					  " AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint AS k"
+					  " WHERE k.conindid OPERATOR(pg_catalog.=) i.indexrelid)"
+					  " AND NOT EXISTS (SELECT FROM pg_catalog.pg_inherits AS h"
+					  " WHERE h.inhrelid OPERATOR(pg_catalog.=) i.indexrelid)"
+					  " AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend AS d"
+					  " WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
+					  " AND d.objid OPERATOR(pg_catalog.=) i.indexrelid"
+					  " AND d.deptype OPERATOR(pg_catalog.=) 'e')"
+					  " ORDER BY i.indexrelid",
+					  1, types, values, NULL, SPI_OK_SELECT);
+	if (n == 0)
+		return;
+	if (!DatumGetBool(first_value(2, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of table %s to defer its indexes",
+						job->target_name),
+				 errdetail("The configuration of job %lld sets defer_indexes: the job drops the table's secondary indexes and builds them again.",
+						   (long long) job->job_id),
+				 errhint("Run the job as the table's owner, or set defer_indexes to false in tools.config.")));
+	indexes = palloc(sizeof(Oid) * n);
+	for (i = 0; i < n; i++)
+		indexes[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+													SPI_tuptable->tupdesc,
+													1, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+
+	for (i = 0; i < n; i++)
+	{
+		char	   *comment = GetComment(indexes[i], RelationRelationId, 0);
+		char	   *name = index_name(indexes[i]);
+
+		level = catalog_search_path();
+		values[2] = CStringGetTextDatum(pg_get_indexdef_string(indexes[i]));
+		restore_search_path(level);
+		values[1] = DirectFunctionCall1(namein,
+										CStringGetDatum(get_rel_name(indexes[i])));
+		values[3] = comment ? CStringGetTextDatum(comment) : (Datum) 0;
+		nulls[3] = comment ? ' ' : 'n';
+		values[4] = Int64GetDatum(job->job_id);
+		tools_execute("INSERT INTO " TOOLS_SCHEMA ".deferred_index"
+					  " (target, index_name, definition, comment, job_id)"
+					  " VALUES ($1, $2, $3, $4, $5)"
+					  " ON CONFLICT (target, index_name) DO NOTHING",
+					  5, types, values, nulls, SPI_OK_INSERT);
+		tools_execute(psprintf("DROP INDEX %s", name), 0, NULL, NULL, NULL,
+					  SPI_OK_UTILITY);
+		ereport(NOTICE,
+				(errmsg("index %s of %s is dropped until the run's jobs on it complete",
+						name, job->target_name)));
+	}
+}
+
+/*
+ * Whether the role may read tools.deferred_index.  A role that may not
+ * cannot have deferred indexes (it could not record them); its jobs leave
+ * the indexes others deferred to the jobs of those others.
+ */
+bool
+tools_sees_deferred_indexes(void)
+{
+	Oid			rel = get_relname_relid("deferred_index",
+										get_namespace_oid(TOOLS_SCHEMA, false));
+
+	return OidIsValid(rel) &&
+		pg_class_aclcheck(rel, GetUserId(), ACL_SELECT) == ACLCHECK_OK;
+}
+
+/*
+ * Whether the job, completed, is the one to build its target's deferred
+ * indexes: some are left and every other job of its run on the target has
+ * completed.  The caller holds the target's lock.
+ */
+bool
+tools_restore_due(const ToolsJob *job)
+{
+	Oid			types[3] = {OIDOID, INT8OID, INT8OID};
+	Datum		values[3];
+	bool		isnull;
+	int64		other;
+
+	values[0] = ObjectIdGetDatum(job->target);
+	values[1] = Int64GetDatum(job->run_id);
+	values[2] = Int64GetDatum(job->job_id);
+	if (tools_execute("SELECT FROM " TOOLS_SCHEMA ".deferred_index"
+					  " WHERE target::pg_catalog.oid OPERATOR(pg_catalog.=) $1 LIMIT 1",
+					  1, types, values, NULL, SPI_OK_SELECT) == 0)
+		return false;
+	if (tools_execute("SELECT j.job_id FROM " TOOLS_SCHEMA ".job AS j"
+					  " JOIN " TOOLS_SCHEMA ".config AS c"
+					  " ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
+					  " WHERE c.target::pg_catalog.oid OPERATOR(pg_catalog.=) $1"
+					  " AND j.run_id OPERATOR(pg_catalog.=) $2"
+					  " AND j.job_id OPERATOR(pg_catalog.<>) $3"
+					  " AND j.state OPERATOR(pg_catalog.<>) 'completed'"
+					  " ORDER BY j.job_id LIMIT 1",
+					  3, types, values, NULL, SPI_OK_SELECT) == 0)
+		return true;
+	other = DatumGetInt64(first_value(1, &isnull));
+	ereport(NOTICE,
+			(errmsg("indexes of %s stay dropped until job %lld completes",
+					job->target_name, (long long) other),
+			 errdetail("The job of the run that completes last on a table builds its deferred indexes again.")));
+	return false;
+}
+
+/*
+ * Build one deferred index of the job's target again, and forget it, in the
+ * caller's transaction.  Returns false when none is left.
+ */
+bool
+tools_restore_index(const ToolsJob *job)
+{
+	Oid			types[2] = {OIDOID, NAMEOID};
+	Datum		values[2];
+	char	   *name;
+	char	   *definition;
+	char	   *comment;
+	char	   *qualified;
+	int			level;
+
+	values[0] = ObjectIdGetDatum(job->target);
+	if (tools_execute("SELECT index_name, definition, comment"
+					  " FROM " TOOLS_SCHEMA ".deferred_index"
+					  " WHERE target::pg_catalog.oid OPERATOR(pg_catalog.=) $1"
+					  " ORDER BY index_name LIMIT 1 FOR UPDATE",
+					  1, types, values, NULL, SPI_OK_SELECT) == 0)
+		return false;
+	name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	definition = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	comment = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	values[1] = DirectFunctionCall1(namein, CStringGetDatum(name));
+	qualified = quote_qualified_identifier(get_namespace_name(get_rel_namespace(job->target)),
+										   name);
+	SPI_freetuptable(SPI_tuptable);
+
+	if (OidIsValid(get_relname_relid(name, get_rel_namespace(job->target))))
+		ereport(NOTICE,
+				(errmsg("deferred index %s is not built again: a relation of that name exists",
+						qualified),
+				 errdetail("Its definition was: %s", definition)));
+	else
+	{
+		ereport(NOTICE,
+				(errmsg("building index %s of %s", qualified, job->target_name)));
+		level = catalog_search_path();
+		tools_execute(definition, 0, NULL, NULL, NULL, SPI_OK_UTILITY);
+		if (comment != NULL)
+			tools_execute(psprintf("COMMENT ON INDEX %s IS %s", qualified,
+								   quote_literal_cstr(comment)),
+						  0, NULL, NULL, NULL, SPI_OK_UTILITY);
+		restore_search_path(level);
+	}
+	tools_execute("DELETE FROM " TOOLS_SCHEMA ".deferred_index"
+				  " WHERE target::pg_catalog.oid OPERATOR(pg_catalog.=) $1"
+				  " AND index_name OPERATOR(pg_catalog.=) $2",
+				  2, types, values, NULL, SPI_OK_DELETE);
+	return true;
+}
