@@ -2,7 +2,8 @@
 -- table, local.t, copied into public.t, whose columns come in another
 -- order; and as a foreign table of the bench_src database, remote.r, copied
 -- into public.r, whose columns come in the source's order (pgcopydb copies
--- into the table of the same name and needs that order).
+-- into the table of the same name and needs that order), and into public.ri,
+-- which has an index on its text column too.
 -- psql variables: :rows, :host, :port.
 CREATE EXTENSION tools;
 CREATE EXTENSION postgres_fdw;
@@ -20,6 +21,9 @@ CREATE TABLE public.t (
 );
 
 CREATE TABLE public.r (LIKE local.t INCLUDING ALL);
+-- The same with a secondary index whose keys come in no useful order.
+CREATE TABLE public.ri (LIKE local.t INCLUDING ALL);
+CREATE INDEX ri_t ON public.ri (t);
 
 CREATE SERVER bench_src FOREIGN DATA WRAPPER postgres_fdw
     OPTIONS (host :'host', port :'port', dbname 'bench_src', fetch_size '10000');
