@@ -938,6 +938,7 @@ run_job(int64 job_id)
 		run_step(st, begin_job);
 		while (!st->done)
 			run_step(st, copy_batch);
+		/* The copy is done: let go of its plans and connections first. */
 		free_plans(st);
 		tools_remote_close(&st->job);
 		run_step(st, check_indexes);

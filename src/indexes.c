@@ -34,12 +34,12 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/comment.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
-#include "catalog/namespace.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -83,7 +83,9 @@ index_name(Oid index)
 
 /*
  * Drop the target's secondary indexes and record how to build them again,
- * in the caller's transaction.
+ * in the caller's transaction.  An index recreated by hand under the name
+ * of one still deferred replaces that one's definition: it is the one
+ * dropped now.
  */
 void
 tools_defer_indexes(const ToolsJob *job)
@@ -150,7 +152,9 @@ tools_defer_indexes(const ToolsJob *job)
 		tools_execute("INSERT INTO " TOOLS_SCHEMA ".deferred_index"
 					  " (target, index_name, definition, comment, job_id)"
 					  " VALUES ($1, $2, $3, $4, $5)"
-					  " ON CONFLICT (target, index_name) DO NOTHING",
+					  " ON CONFLICT (target, index_name) DO UPDATE"
+					  " SET definition = EXCLUDED.definition, comment = EXCLUDED.comment,"
+					  " job_id = EXCLUDED.job_id, deferred = EXCLUDED.deferred",
 					  5, types, values, nulls, SPI_OK_INSERT);
 		tools_execute(psprintf("DROP INDEX %s", name), 0, NULL, NULL, NULL,
 					  SPI_OK_UTILITY);
