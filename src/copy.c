@@ -114,14 +114,6 @@ commit_and_finish(void)
 	SPI_finish();
 }
 
-/* Datum of column col of the first row of the last result. */
-static Datum
-result_value(int col, bool *isnull)
-{
-	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col,
-						 isnull);
-}
-
 /* The time since the last mark, as an interval; moves the mark. */
 static void
 elapsed_since(CopyState *st, Interval *span)
@@ -171,7 +163,7 @@ load_job(CopyState *st, int64 job_id)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("job %lld does not exist", (long long) job_id),
 				 errhint("tools.run() plans jobs; tools.job lists them.")));
-	st->job.run_id = DatumGetInt64(result_value(1, &isnull));
+	st->job.run_id = DatumGetInt64(tools_result_value(1, &isnull));
 	SPI_finish();
 }
 
@@ -442,7 +434,7 @@ find_upper(CopyState *st, JobPlan which, Datum *upper)
 	for (i = 0; found && i < job->nkeys; i++)
 	{
 		bool		isnull;
-		Datum		d = result_value(i + 1, &isnull);
+		Datum		d = tools_result_value(i + 1, &isnull);
 
 		upper[i] = datumCopy(d, job->keys[i].typbyval, job->keys[i].typlen);
 	}
@@ -515,7 +507,7 @@ check_null_keys(CopyState *st)
 	if (!nullable || job->part_lower != NULL)
 		return;
 	tools_execute(tools_null_keys_sql(job), 0, NULL, NULL, NULL, SPI_OK_SELECT);
-	count = DatumGetInt64(result_value(1, &isnull));
+	count = DatumGetInt64(tools_result_value(1, &isnull));
 	SPI_freetuptable(SPI_tuptable);
 	if (count > 0)
 		ereport(ERROR,
@@ -626,8 +618,8 @@ prepare_target(CopyState *st)
 				  " WHERE j.run_id OPERATOR(pg_catalog.=) $1"
 				  " AND c.target::pg_catalog.oid OPERATOR(pg_catalog.=) $2",
 				  2, types, values, NULL, SPI_OK_SELECT);
-	truncates = DatumGetBool(result_value(1, &isnull));
-	started = DatumGetBool(result_value(2, &isnull));
+	truncates = DatumGetBool(tools_result_value(1, &isnull));
+	started = DatumGetBool(tools_result_value(2, &isnull));
 	SPI_freetuptable(SPI_tuptable);
 
 	if (truncates)
@@ -657,7 +649,7 @@ prepare_target(CopyState *st)
 				  " ORDER BY job_id DESC LIMIT 1",
 				  4, part_types, part_values, part_nulls, SPI_OK_SELECT);
 	if (SPI_processed > 0)
-		set_last_from_array(st, result_value(1, &isnull));
+		set_last_from_array(st, tools_result_value(1, &isnull));
 	SPI_freetuptable(SPI_tuptable);
 }
 

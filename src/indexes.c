@@ -48,15 +48,7 @@
 
 #include "tools.h"
 
-/* Column col of the first row of the last result. */
-static Datum
-first_value(int col, bool *isnull)
-{
-	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col,
-						 isnull);
-}
-
-/* Set pg_catalog alone in search_path until restore_search_path(). */
+/* Set pg_catalog alone in search_path until tools_restore_settings(). */
 static int
 catalog_search_path(void)
 {
@@ -65,12 +57,6 @@ catalog_search_path(void)
 	(void) set_config_option("search_path", "pg_catalog", PGC_USERSET,
 							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	return level;
-}
-
-static void
-restore_search_path(int level)
-{
-	AtEOXact_GUC(true, level);
 }
 
 /* The index, schema-qualified and quoted. */
@@ -121,7 +107,7 @@ tools_defer_indexes(const ToolsJob *job)
 					  1, types, values, NULL, SPI_OK_SELECT);
 	if (n == 0)
 		return;
-	if (!DatumGetBool(first_value(2, &isnull)))
+	if (!DatumGetBool(tools_result_value(2, &isnull)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be owner of table %s to defer its indexes",
@@ -143,7 +129,7 @@ tools_defer_indexes(const ToolsJob *job)
 
 		level = catalog_search_path();
 		values[2] = CStringGetTextDatum(pg_get_indexdef_string(indexes[i]));
-		restore_search_path(level);
+		tools_restore_settings(level);
 		values[1] = DirectFunctionCall1(namein,
 										CStringGetDatum(get_rel_name(indexes[i])));
 		values[3] = comment ? CStringGetTextDatum(comment) : (Datum) 0;
@@ -209,7 +195,7 @@ tools_restore_due(const ToolsJob *job)
 					  " ORDER BY j.job_id LIMIT 1",
 					  3, types, values, NULL, SPI_OK_SELECT) == 0)
 		return true;
-	other = DatumGetInt64(first_value(1, &isnull));
+	other = DatumGetInt64(tools_result_value(1, &isnull));
 	ereport(NOTICE,
 			(errmsg("indexes of %s stay dropped until job %lld completes",
 					job->target_name, (long long) other),
@@ -262,7 +248,7 @@ tools_restore_index(const ToolsJob *job)
 			tools_execute(psprintf("COMMENT ON INDEX %s IS %s", qualified,
 								   quote_literal_cstr(comment)),
 						  0, NULL, NULL, NULL, SPI_OK_UTILITY);
-		restore_search_path(level);
+		tools_restore_settings(level);
 	}
 	tools_execute("DELETE FROM " TOOLS_SCHEMA ".deferred_index"
 				  " WHERE target::pg_catalog.oid OPERATOR(pg_catalog.=) $1"

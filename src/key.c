@@ -196,7 +196,7 @@ tools_describe_key(ToolsJob *job)
 
 /*
  * Fix the settings that change how values are written as text, until
- * tools_restore_style() with the level returned.
+ * tools_restore_settings() with the level returned.
  */
 int
 tools_fix_style(void)
@@ -212,8 +212,12 @@ tools_fix_style(void)
 	return level;
 }
 
+/*
+ * Undo the settings made from the GUC nest level returned by
+ * tools_fix_style() (or by indexes.c, for search_path).
+ */
 void
-tools_restore_style(int level)
+tools_restore_settings(int level)
 {
 	AtEOXact_GUC(true, level);
 }
@@ -225,7 +229,7 @@ tools_key_text(const ToolsKeyColumn *col, Datum value)
 	int			level = tools_fix_style();
 	char	   *text = OidOutputFunctionCall(col->output, value);
 
-	tools_restore_style(level);
+	tools_restore_settings(level);
 	return text;
 }
 
@@ -237,7 +241,7 @@ tools_key_value(const ToolsKeyColumn *col, const char *text)
 	Datum		value = OidInputFunctionCall(col->input, (char *) text,
 											 col->ioparam, -1);
 
-	tools_restore_style(level);
+	tools_restore_settings(level);
 	return value;
 }
 

@@ -80,7 +80,7 @@ tools_connect_run(FunctionCallInfo fcinfo, int argno)
 	tools_execute("SELECT pg_catalog.max(run_id) FROM " TOOLS_SCHEMA ".run"
 				  " WHERE $1 IS NULL OR run_id OPERATOR(pg_catalog.=) $1",
 				  1, types, values, nulls, SPI_OK_SELECT);
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	d = tools_result_value(1, &isnull);
 	if (isnull && nulls[0] == 'n')
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
@@ -190,7 +190,7 @@ cuts_from_statistics(PlanConfig *cfg)
 					  " ORDER BY inherited DESC LIMIT 1",
 					  3, types, values, NULL, SPI_OK_SELECT) == 0)
 		return NULL;
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	d = tools_result_value(1, &isnull);
 	if (isnull)
 		return NULL;
 	deconstruct_any(d, &elems, NULL, &n);
@@ -228,7 +228,7 @@ cuts_from_sample(PlanConfig *cfg)
 	tools_execute("SELECT pg_catalog.sum(pg_catalog.pg_relation_size(relid))::pg_catalog.float8"
 				  " FROM pg_catalog.pg_partition_tree($1)",
 				  1, types, values, NULL, SPI_OK_SELECT);
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	d = tools_result_value(1, &isnull);
 	pages = isnull ? 0 : DatumGetFloat8(d) / BLCKSZ;
 
 	for (i = 1; i < cfg->parts; i++)
@@ -247,7 +247,7 @@ cuts_from_sample(PlanConfig *cfg)
 	if (job->condition != NULL)
 		appendStringInfo(&sql, " AND (%s)", job->condition);
 	tools_execute(sql.data, 2, types, values, NULL, SPI_OK_SELECT);
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	d = tools_result_value(1, &isnull);
 	if (isnull)
 		return NIL;
 	deconstruct_any(d, &elems, &nulls, &n);
@@ -408,8 +408,7 @@ tools_run(PG_FUNCTION_ARGS)
 
 	tools_execute("INSERT INTO " TOOLS_SCHEMA ".run DEFAULT VALUES RETURNING run_id",
 				  0, NULL, NULL, NULL, SPI_OK_INSERT_RETURNING);
-	run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-										 SPI_tuptable->tupdesc, 1, &isnull));
+	run_id = DatumGetInt64(tools_result_value(1, &isnull));
 
 	/* Job ids follow the order of the statements. */
 	values[0] = Int64GetDatum(run_id);

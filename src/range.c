@@ -357,7 +357,7 @@ tools_verify(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(store, desc, values, nulls);
 	}
 	error_context_stack = errcb.previous;
-	tools_restore_style(level);
+	tools_restore_settings(level);
 	SPI_finish();
 	return (Datum) 0;
 }

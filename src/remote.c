@@ -723,7 +723,7 @@ tools_remote_batch(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 	PopActiveSnapshot();
 
 	if (level >= 0)
-		tools_restore_style(level);
+		tools_restore_settings(level);
 	table_close(rel, NoLock);
 	r->copy.sql = NULL;
 	return true;

@@ -42,3 +42,11 @@ tools_execute_plan(SPIPlanPtr plan, ParamListInfo params, bool read_only,
 			 SPI_result_code_string(rc));
 	return SPI_processed;
 }
+
+/* Column col of the first row of the last result. */
+Datum
+tools_result_value(int col, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col,
+						 isnull);
+}

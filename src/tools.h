@@ -169,7 +169,7 @@ extern void tools_key_from_array(const ToolsJob *job, Datum array,
 								 Datum *values);
 extern int64 tools_key_int64(const ToolsJob *job, const Datum *values);
 extern int	tools_fix_style(void);
-extern void tools_restore_style(int level);
+extern void tools_restore_settings(int level);
 
 /* plan.c */
 extern Tuplestorestate *tools_materialize(FunctionCallInfo fcinfo,
@@ -199,6 +199,7 @@ extern uint64 tools_execute(const char *sql, int nargs, Oid *types,
 							 Datum *values, const char *nulls, int expected);
 extern uint64 tools_execute_plan(SPIPlanPtr plan, ParamListInfo params,
 								 bool read_only, int expected);
+extern Datum tools_result_value(int col, bool *isnull);
 
 /* query.c */
 extern void tools_job_from_row(ToolsJob *job, HeapTuple row, TupleDesc desc,

@@ -112,8 +112,7 @@ tools_lock_holder(int64 id, int space)
 	Datum		pid;
 
 	select_holders(id, space, "pg_catalog.min(pid)");
-	pid = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-						&isnull);
+	pid = tools_result_value(1, &isnull);
 	return isnull ? 0 : DatumGetInt32(pid);
 }
 
@@ -409,9 +408,7 @@ jobs_to_run(int64 run_id, TimestampTz launched)
 	tools_execute("SELECT xmin FROM " TOOLS_SCHEMA ".run"
 				  " WHERE run_id OPERATOR(pg_catalog.=) $1",
 				  1, types, values, NULL, SPI_OK_SELECT);
-	xmin = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0],
-											   SPI_tuptable->tupdesc, 1,
-											   &isnull));
+	xmin = DatumGetTransactionId(tools_result_value(1, &isnull));
 	if (TransactionIdIsCurrentTransactionId(xmin))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -422,8 +419,7 @@ jobs_to_run(int64 run_id, TimestampTz launched)
 						 (long long) run_id)));
 	tools_execute("SELECT pg_catalog.count(*)" CANDIDATE_SQL,
 				  2, types, values, NULL, SPI_OK_SELECT);
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									   SPI_tuptable->tupdesc, 1, &isnull));
+	return DatumGetInt64(tools_result_value(1, &isnull));
 }
 
 /*
