@@ -12,6 +12,9 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use ToolsGate;
 
 my $node = PostgreSQL::Test::Cluster->new('workers');
 $node->init;
@@ -72,27 +75,7 @@ sub alice
 	return ($rc, $out, $err);
 }
 
-# Hold advisory lock 42 from a session of its own until gate_open().
-my $gate;
-sub gate_close
-{
-	my ($out, $err) = ('', '');
-	$gate = IPC::Run::start(
-		[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c',
-		  'SELECT pg_advisory_lock(42), pg_sleep(3600)' ],
-		'>', \$out, '2>', \$err);
-	$node->poll_query_until('postgres', q{
-	  SELECT count(*) = 1 FROM pg_locks
-	   WHERE locktype = 'advisory' AND objid = 42 AND granted AND mode = 'ExclusiveLock'})
-	  or die 'the gate did not close';
-}
-sub gate_open
-{
-	$node->safe_psql('postgres', q{
-	  SELECT pg_terminate_backend(pid) FROM pg_locks
-	   WHERE locktype = 'advisory' AND objid = 42 AND granted AND mode = 'ExclusiveLock'});
-	$gate->finish;
-}
+my $gate = ToolsGate->new($node, 'postgres');
 # Wait until n processes wait at the gate.
 sub at_gate
 {
@@ -107,7 +90,7 @@ my $workers = q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'tool
 
 # Run 1: four jobs of the same priority, three worker slots.
 $node->safe_psql('postgres', 'SELECT tools.run(); SELECT tools.estimate(exact => true);');
-gate_close();
+$gate->close;
 my ($rc, $out, $err) = alice('SELECT tools.launch(workers => 5)');
 is($out, '3', 'launch starts the workers that the free slots allow');
 like($err, qr/WARNING:  started 3 of 4 workers for run 1/, 'and warns of the missing ones');
@@ -145,7 +128,7 @@ is( $node->safe_psql('postgres', q{
 	  SELECT count(*) FROM public.t1 NATURAL FULL JOIN public.t2 NATURAL FULL JOIN public.t3}),
 	'3000', 'each target holds exactly its committed batches');
 
-gate_open();
+$gate->open;
 ($rc, $out, $err) = alice('SELECT tools.launch(workers => 2)');
 is($out, '2', 'a new launch takes the canceled jobs and the pending one');
 is( $node->safe_psql('postgres', 'SELECT string_agg(format(\'%s %s %s\', target, state, rows), \', \') FROM tools.wait(1)'),
@@ -158,7 +141,7 @@ is($node->safe_psql('postgres', $workers), '0', 'the workers end when no job is 
 # Run 2: a worker terminated in a job leaves it running with nobody at it;
 # the next launch takes it and resumes it.  Jobs 1 and 2 of the run only.
 $node->safe_psql('postgres', q{SELECT tools.run('{public.t1, public.t2}')});
-gate_close();
+$gate->close;
 ($rc, $out, $err) = alice('SELECT tools.launch(workers => 1)');
 at_gate(1);
 my $first = $node->safe_psql('postgres', 'SELECT min(job_id) FROM tools.job WHERE run_id = 2');
@@ -167,7 +150,7 @@ $node->safe_psql('postgres', q{
 $node->poll_query_until('postgres', "SELECT ($workers) = 0") or die 'the worker did not end';
 is( $node->safe_psql('postgres', "SELECT format('%s %s %s', state, rows, rate IS NULL) FROM tools.progress WHERE job_id = $first"),
 	'running 3000 t', 'a terminated worker leaves its job running, with no rate');
-gate_open();
+$gate->open;
 ($rc, $out, $err) = alice('SELECT tools.launch(workers => 1)');
 is( $node->safe_psql('postgres', 'SELECT string_agg(format(\'%s %s\', state, rows), \', \') FROM tools.wait(2)'),
 	'completed 5000, completed 5000', 'the next launch resumes it');
@@ -178,7 +161,7 @@ is($node->safe_psql('postgres', 'SELECT bool_and(ok) FROM tools.verify(2)'), 't'
 # worker's job, of priority 2, does not wait for the CALL's, of priority 1.
 $node->safe_psql('postgres', q{SELECT tools.run('{public.t3, public.t4}')});
 my ($a, $b) = split /\n/, $node->safe_psql('postgres', 'SELECT job_id FROM tools.job WHERE run_id = 3 ORDER BY job_id');
-gate_close();
+$gate->close;
 my ($call_out, $call_err) = ('', '');
 my $call = IPC::Run::start(
 	[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c', "CALL tools.start($a)" ],
@@ -191,7 +174,7 @@ is( $node->safe_psql('postgres', q{
 	    FROM pg_locks l JOIN pg_stat_activity a USING (pid)
 	   WHERE a.backend_type = 'tools worker' AND l.locktype = 'advisory' AND l.objsubid = 29744}),
 	$b, 'the worker takes the job that no CALL runs, of priority 2 while one of priority 1 runs');
-gate_open();
+$gate->open;
 $call->finish;
 is($call_err, '', 'the CALL completes its job');
 is( $node->safe_psql('postgres', 'SELECT string_agg(format(\'%s %s\', state, rows), \', \') FROM tools.wait(3)'),

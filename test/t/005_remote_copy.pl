@@ -16,6 +16,9 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use ToolsGate;
 
 my $node = PostgreSQL::Test::Cluster->new('remote');
 $node->init;
@@ -52,26 +55,7 @@ $node->safe_psql('postgres', qq{
   SELECT tools.run();
 });
 
-my $gate;
-sub gate_close
-{
-	my ($out, $err) = ('', '');
-	$gate = IPC::Run::start(
-		[ 'psql', '-X', '-d', $node->connstr('src'), '-c',
-		  'SELECT pg_advisory_lock(42), pg_sleep(3600)' ],
-		'>', \$out, '2>', \$err);
-	$node->poll_query_until('src', q{
-	  SELECT count(*) = 1 FROM pg_locks
-	   WHERE locktype = 'advisory' AND objid = 42 AND granted})
-	  or die 'the gate did not close';
-}
-sub gate_open
-{
-	$node->safe_psql('src', q{
-	  SELECT pg_terminate_backend(pid) FROM pg_locks
-	   WHERE locktype = 'advisory' AND objid = 42 AND granted AND mode = 'ExclusiveLock'});
-	$gate->finish;
-}
+my $gate = ToolsGate->new($node, 'src');
 
 # The job's COPY on the remote server, waiting at the gate.
 my $copy = q{
@@ -95,7 +79,7 @@ sub start_job
 }
 
 # 1. Cancel the job's process while it waits for the rows of batch 4.
-gate_close();
+$gate->close;
 my ($h, $err) = start_job();
 like( $node->safe_psql('postgres', q{
 	    SELECT query FROM pg_stat_activity
@@ -120,10 +104,10 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM public.items'), '3000',
 	'the target holds exactly the committed batches');
 ok($node->poll_query_until('postgres', "SELECT ($connections) = 0"),
 	'no connection of the job is left on the remote server');
-gate_open();
+$gate->open;
 
 # 2. Terminate the remote server's process while it streams the batch.
-gate_close();
+$gate->close;
 ($h, $err) = start_job();
 $node->safe_psql('postgres', "SELECT pg_terminate_backend(pid) FROM ($copy) c");
 $h->finish;
@@ -133,7 +117,7 @@ is($node->safe_psql('postgres', $job), 'failed 3000 3000',
 	'the batch rolled back; the committed batches stay');
 ok($node->poll_query_until('postgres', "SELECT ($connections) = 0"),
 	'no connection of the job is left');
-gate_open();
+$gate->open;
 
 # 3. Resume: exactly the rest.
 $node->safe_psql('postgres', 'CALL tools.start(1)');
