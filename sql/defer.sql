@@ -94,9 +94,69 @@ SELECT job_id, state, error FROM tools.job WHERE job_id = 6;
 SELECT count(*) FROM tools.deferred_index;
 SELECT count(*) FROM pg_index WHERE indrelid = 'public.d'::regclass;
 
-REVOKE ALL ON SCHEMA tools, source FROM regress_tools_defer;
+-- Definitions are run as SQL by the job that builds them: a role reaches
+-- only the rows of tables whose owner's rights it has.
+GRANT INSERT, DELETE ON tools.deferred_index TO regress_tools_defer;
+SET ROLE regress_tools_defer;
+INSERT INTO tools.deferred_index (target, index_name, definition, job_id)
+VALUES ('public.d', 'd_x', 'CREATE INDEX d_x ON public.d (n)', 6);
+RESET ROLE;
+INSERT INTO tools.deferred_index (target, index_name, definition, job_id)
+VALUES ('public.d', 'd_x', 'CREATE INDEX d_x ON public.d (n); CREATE TABLE public.planted ()', 6);
+SET ROLE regress_tools_defer;
+SELECT count(*) FROM tools.deferred_index;
+DELETE FROM tools.deferred_index;
+RESET ROLE;
+
+-- A definition that is not one CREATE INDEX statement of its index on its
+-- table fails the job that would build it, runs nothing and stays, even
+-- for a job that defers nothing itself.
+UPDATE tools.config SET parts = NULL, defer_indexes = false;
+SELECT statement FROM tools.run();
+CALL tools.start(8);
+SELECT job_id, state, rows FROM tools.job WHERE job_id = 8;
+SELECT to_regclass('public.planted') IS NULL AS nothing_planted,
+       to_regclass('public.d_x') IS NULL AS no_index;
+SELECT index_name, definition FROM tools.deferred_index;
+UPDATE tools.deferred_index SET definition = 'CREATE INDEX d_x ON source.d (n)';
+CALL tools.start(8);
+UPDATE tools.deferred_index SET definition = 'CREATE INDEX d_y ON public.d (n)';
+CALL tools.start(8);
+SELECT to_regclass('source.d_x') IS NULL AND to_regclass('public.d_y') IS NULL AS nothing_built;
+UPDATE tools.deferred_index SET definition = 'CREATE INDEX d_x ON public.d (n)';
+CALL tools.start(8);
+SELECT job_id, state, rows FROM tools.job WHERE job_id = 8;
+SELECT count(*) FROM tools.deferred_index;
+SELECT pg_get_indexdef('public.d_x'::regclass);
+
+-- A role that owns its target defers and builds its indexes through the
+-- policy, once it may create them again: without CREATE on the schema it is
+-- refused before anything is dropped.
+CREATE TABLE public.e (id int PRIMARY KEY, n int, t text);
+CREATE INDEX e_n ON public.e (n);
+ALTER TABLE public.e OWNER TO regress_tools_defer;
+GRANT UPDATE ON tools.deferred_index TO regress_tools_defer;
+INSERT INTO tools.config (source, target, pkey, batchsize, defer_indexes)
+VALUES ('source.d', 'public.e', 'id', 300, true);
+SELECT statement FROM tools.run('{public.e}');
+SET ROLE regress_tools_defer;
+CALL tools.start(9);
+RESET ROLE;
+SELECT job_id, state, rows FROM tools.job WHERE job_id = 9;
+SELECT count(*) FROM tools.deferred_index;
+SELECT to_regclass('public.e_n') IS NOT NULL AS e_n_kept;
+GRANT CREATE ON SCHEMA public TO regress_tools_defer;
+SET ROLE regress_tools_defer;
+CALL tools.start(9);
+RESET ROLE;
+SELECT job_id, state, rows FROM tools.job WHERE job_id = 9;
+SELECT count(*) FROM tools.deferred_index;
+SELECT pg_get_indexdef('public.e_n'::regclass);
+
+REVOKE ALL ON SCHEMA tools, source, public FROM regress_tools_defer;
 REVOKE ALL ON ALL TABLES IN SCHEMA tools, source FROM regress_tools_defer;
 REVOKE ALL ON public.d FROM regress_tools_defer;
+DROP TABLE public.e;
 DROP ROLE regress_tools_defer;
 DROP TABLE source.d, public.d, public.d_before;
 DROP FUNCTION other.lower(text), public.inverse(int);

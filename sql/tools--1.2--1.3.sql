@@ -28,5 +28,15 @@ COMMENT ON COLUMN @extschema@.deferred_index.definition IS
 COMMENT ON COLUMN @extschema@.deferred_index.job_id IS
     'the job that dropped the index';
 
+-- Its definitions are run as SQL by the job that builds them again: a role
+-- sees and writes only the rows of tables whose owner's rights it has, as
+-- only such a role may defer a table's indexes.
+ALTER TABLE @extschema@.deferred_index ENABLE ROW LEVEL SECURITY;
+CREATE POLICY owner_rights ON @extschema@.deferred_index
+    USING (pg_catalog.pg_has_role(
+        (SELECT c.relowner FROM pg_catalog.pg_class AS c
+          WHERE c.oid OPERATOR(pg_catalog.=) target::pg_catalog.oid),
+        'USAGE'));
+
 -- pg_dump keeps the definitions of indexes dropped and not yet rebuilt.
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.deferred_index', '');

@@ -40,6 +40,8 @@
 #include "commands/comment.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "parser/parser.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -69,7 +71,8 @@ index_name(Oid index)
 
 /*
  * Drop the target's secondary indexes and record how to build them again,
- * in the caller's transaction.  An index recreated by hand under the name
+ * in the caller's transaction.  Only a role that could build them again
+ * may: the table's owner, with CREATE on its schema and their tablespaces.  An index recreated by hand under the name
  * of one still deferred replaces that one's definition: it is the one
  * dropped now.
  */
@@ -87,9 +90,13 @@ tools_defer_indexes(const ToolsJob *job)
 
 	values[0] = ObjectIdGetDatum(job->target);
 	n = tools_execute("SELECT i.indexrelid,"
-					  " pg_catalog.pg_has_role(t.relowner, 'USAGE')"
+					  " pg_catalog.pg_has_role(t.relowner, 'USAGE'),"
+					  " pg_catalog.has_schema_privilege(t.relnamespace, 'CREATE'),"
+					  " x.reltablespace OPERATOR(pg_catalog.=) 0"
+					  " OR pg_catalog.has_tablespace_privilege(x.reltablespace, 'CREATE')"
 					  " FROM pg_catalog.pg_index AS i"
 					  " JOIN pg_catalog.pg_class AS t ON t.oid OPERATOR(pg_catalog.=) i.indrelid"
+					  " JOIN pg_catalog.pg_class AS x ON x.oid OPERATOR(pg_catalog.=) i.indexrelid"
 					  " WHERE i.indrelid OPERATOR(pg_catalog.=) $1"
 					  " AND t.relkind OPERATOR(pg_catalog.=) " CppAsString2(RELKIND_RELATION)
 					  " AND NOT i.indisunique AND NOT i.indisexclusion"
@@ -117,9 +124,20 @@ tools_defer_indexes(const ToolsJob *job)
 				 errhint("Run the job as the table's owner, or set defer_indexes to false in tools.config.")));
 	indexes = palloc(sizeof(Oid) * n);
 	for (i = 0; i < n; i++)
-		indexes[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-													SPI_tuptable->tupdesc,
-													1, &isnull));
+	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		indexes[i] = DatumGetObjectId(SPI_getbinval(row, desc, 1, &isnull));
+		if (!DatumGetBool(SPI_getbinval(row, desc, 3, &isnull)) ||
+			!DatumGetBool(SPI_getbinval(row, desc, 4, &isnull)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to defer index %s of %s",
+							index_name(indexes[i]), job->target_name),
+					 errdetail("Building it again needs the CREATE privilege on the table's schema and on the index's tablespace."),
+					 errhint("Grant those to the role that runs the job, or set defer_indexes to false in tools.config.")));
+	}
 	SPI_freetuptable(SPI_tuptable);
 
 	for (i = 0; i < n; i++)
@@ -204,6 +222,37 @@ tools_restore_due(const ToolsJob *job)
 }
 
 /*
+ * Refuse a definition that is not one CREATE INDEX statement of the index
+ * named on the job's target.  Names resolve in the caller's search_path,
+ * which is pg_catalog alone.
+ */
+static void
+check_definition(const ToolsJob *job, const char *qualified, const char *name,
+				 const char *definition)
+{
+#if PG_VERSION_NUM >= 140000
+	List	   *stmts = raw_parser(definition, RAW_PARSE_DEFAULT);
+#else
+	List	   *stmts = raw_parser(definition);
+#endif
+	IndexStmt  *stmt = NULL;
+
+	if (list_length(stmts) == 1 &&
+		IsA(linitial_node(RawStmt, stmts)->stmt, IndexStmt))
+		stmt = (IndexStmt *) linitial_node(RawStmt, stmts)->stmt;
+	if (stmt == NULL || stmt->concurrent || stmt->idxname == NULL ||
+		strcmp(stmt->idxname, name) != 0 ||
+		RangeVarGetRelid(stmt->relation, NoLock, true) != job->target)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+				 errmsg("definition of deferred index %s is not a CREATE INDEX statement of that index on %s",
+						qualified, job->target_name),
+				 errdetail("The definition in tools.deferred_index is: %s",
+						   definition),
+				 errhint("Correct or delete that row of tools.deferred_index, then call the job again.")));
+}
+
+/*
  * Build one deferred index of the job's target again, and forget it, in the
  * caller's transaction.  Returns false when none is left.
  */
@@ -240,9 +289,10 @@ tools_restore_index(const ToolsJob *job)
 				 errdetail("Its definition was: %s", definition)));
 	else
 	{
+		level = catalog_search_path();
+		check_definition(job, qualified, name, definition);
 		ereport(NOTICE,
 				(errmsg("building index %s of %s", qualified, job->target_name)));
-		level = catalog_search_path();
 		tools_execute(definition, 0, NULL, NULL, NULL, SPI_OK_UTILITY);
 		if (comment != NULL)
 			tools_execute(psprintf("COMMENT ON INDEX %s IS %s", qualified,
