@@ -72,9 +72,9 @@ index_name(Oid index)
 /*
  * Drop the target's secondary indexes and record how to build them again,
  * in the caller's transaction.  Only a role that could build them again
- * may: the table's owner, with CREATE on its schema and their tablespaces.  An index recreated by hand under the name
- * of one still deferred replaces that one's definition: it is the one
- * dropped now.
+ * may: the table's owner, with CREATE on its schema and their tablespaces.
+ * An index recreated by hand under the name of one still deferred replaces
+ * that one's definition: it is the one dropped now.
  */
 void
 tools_defer_indexes(const ToolsJob *job)
