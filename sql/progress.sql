@@ -38,7 +38,7 @@ SELECT job_id, state, rows, total, percent, rate > 0 AS rate, eta FROM tools.pro
 SELECT count(*) AS target_rows FROM public.g;
 
 -- A job left running by a process that died (no process holds its lock)
--- shows no rate and no time left.
+-- is failed, with no rate and no time left.
 UPDATE tools.job SET state = 'running', rows = 100, rate = 1000 WHERE job_id = 2;
 SELECT job_id, state, rows, percent, rate, eta FROM tools.progress WHERE job_id = 2;
 UPDATE tools.job SET state = 'pending', rows = 0, rate = NULL WHERE job_id = 2;

@@ -21,11 +21,16 @@ SELECT run_id, target, job_start IS NOT NULL AS started, state, rows
   FROM tools.report ORDER BY run_id, target::text;
 
 -- The target's state is the smallest of its jobs' by enum order:
--- running < failed < pending < completed.
+-- running < failed < pending < completed.  A job recorded running that no
+-- process runs (its process was killed, or the server crashed) is failed:
+-- tools.job keeps what the job last recorded, the report says where it
+-- stands.  While a process runs it, it is running (test/t/004_workers.pl).
 UPDATE tools.job SET state = 'failed' WHERE job_id = 2;
 SELECT target, state FROM tools.report ORDER BY target::text;
 UPDATE tools.job SET state = 'running' WHERE job_id = 2;
 SELECT target, state FROM tools.report ORDER BY target::text;
+SELECT job_id, state, tools.active(job_id), tools.current_state(state, job_id)
+  FROM tools.job WHERE job_id = 2;
 
 CALL tools.start(2);
 CALL tools.start(3);

@@ -181,6 +181,13 @@ foreach my $job (1, 2, 3, 4)
 		}
 		wait_for_server();
 		check_consistent($job, $target, "after $how at row $at");
+		# No process runs the job now (a terminated one may still be
+		# exiting): the views show it failed, whatever the job recorded.
+		ok( $node->poll_query_until('postgres', qq{
+			  SELECT p.state = 'failed' AND r.state = 'failed'
+			    FROM tools.progress p JOIN tools.report r USING (run_id, target)
+			   WHERE p.job_id = $job}),
+			"job $job, after $how at row $at: progress and report show it failed");
 	}
 
 	$node->safe_psql('postgres', "CALL tools.start($job)");

@@ -107,6 +107,11 @@ is( $node->safe_psql('postgres', q{
 	    FROM tools.progress WHERE state = 'running'}),
 	join(', ', ('3000 5000 60.0 t') x 3),
 	'progress: rows, total, percent, a rate and the time left of each running job');
+is( $node->safe_psql('postgres', q{
+	  SELECT string_agg(format('%s %s', target, state), ', ' ORDER BY target::text)
+	    FROM tools.report WHERE run_id = 1}),
+	't1 running, t2 running, t3 running, t4 pending',
+	'report: the targets whose jobs a worker runs are running');
 
 ($rc, $out, $err) = alice('SELECT tools.launch()');
 like($err, qr/ERROR:  could not start a worker for run 1\nDETAIL:  All background worker slots are in use \(max_worker_processes is 4\)/,
@@ -138,8 +143,9 @@ is($node->safe_psql('postgres', 'SELECT bool_and(ok) FROM tools.verify(1)'), 't'
 	'every target equals its source');
 is($node->safe_psql('postgres', $workers), '0', 'the workers end when no job is left');
 
-# Run 2: a worker terminated in a job leaves it running with nobody at it;
-# the next launch takes it and resumes it.  Jobs 1 and 2 of the run only.
+# Run 2: a worker terminated in a job leaves it recorded running with
+# nobody at it, which the views show failed; the next launch takes it and
+# resumes it.  Jobs 1 and 2 of the run only.
 $node->safe_psql('postgres', q{SELECT tools.run('{public.t1, public.t2}')});
 $gate->close;
 ($rc, $out, $err) = alice('SELECT tools.launch(workers => 1)');
@@ -148,8 +154,12 @@ my $first = $node->safe_psql('postgres', 'SELECT min(job_id) FROM tools.job WHER
 $node->safe_psql('postgres', q{
   SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'tools worker'});
 $node->poll_query_until('postgres', "SELECT ($workers) = 0") or die 'the worker did not end';
+is( $node->safe_psql('postgres', "SELECT state FROM tools.job WHERE job_id = $first"),
+	'running', 'a terminated worker leaves its job recorded running');
 is( $node->safe_psql('postgres', "SELECT format('%s %s %s', state, rows, rate IS NULL) FROM tools.progress WHERE job_id = $first"),
-	'running 3000 t', 'a terminated worker leaves its job running, with no rate');
+	'failed 3000 t', 'progress shows it failed, with its rows and no rate');
+is( $node->safe_psql('postgres', "SELECT state FROM tools.report WHERE run_id = 2 AND target = 'public.t1'::regclass"),
+	'failed', 'and so does the report');
 $gate->open;
 ($rc, $out, $err) = alice('SELECT tools.launch(workers => 1)');
 is( $node->safe_psql('postgres', 'SELECT string_agg(format(\'%s %s\', state, rows), \', \') FROM tools.wait(2)'),
