@@ -31,6 +31,10 @@ UPDATE tools.job SET state = 'running' WHERE job_id = 2;
 SELECT target, state FROM tools.report ORDER BY target::text;
 SELECT job_id, state, tools.active(job_id), tools.current_state(state, job_id)
   FROM tools.job WHERE job_id = 2;
+-- A job read running just before it completed, whose process let go of its
+-- lock since: it is read again, and completed.
+SELECT state AS recorded, tools.current_state('running', job_id)
+  FROM tools.job WHERE job_id = 1;
 
 CALL tools.start(2);
 CALL tools.start(3);

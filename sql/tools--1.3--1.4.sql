@@ -8,7 +8,7 @@
 -- process holds was stopped without a word (its process killed, terminated,
 -- or the server crashed): it is failed, and the next call resumes it.
 CREATE FUNCTION @extschema@.active(job_id bigint) RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE sql VOLATILE PARALLEL SAFE
 AS $$
 SELECT EXISTS (
     SELECT FROM pg_catalog.pg_locks AS l
@@ -24,15 +24,30 @@ $$;
 COMMENT ON FUNCTION @extschema@.active(bigint) IS
     'whether a process runs the job now (holds its lock)';
 
--- The state a job is in: as recorded, except running with no process at it.
+-- The state a job is in: as recorded, except running with no process at
+-- it.  The state given was read before the lock was looked at, and a job
+-- records its end before it lets go of its lock: so a job recorded running
+-- whose lock nobody holds is read again, and only if it is still running
+-- then did its process die.  (A function that reads a table sees what has
+-- committed when it reads it, from its own snapshot.)  Both are volatile:
+-- locks come and go while a query runs.
 CREATE FUNCTION @extschema@.current_state(state @extschema@.state, job_id bigint)
 RETURNS @extschema@.state
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql VOLATILE PARALLEL SAFE
 AS $$
-SELECT CASE WHEN $1 OPERATOR(pg_catalog.=) 'running'
-             AND NOT @extschema@.active($2)
-            THEN 'failed'::@extschema@.state
-            ELSE $1 END
+DECLARE
+    now_state @extschema@.state;
+BEGIN
+    IF $1 OPERATOR(pg_catalog.<>) 'running' OR @extschema@.active($2) THEN
+        RETURN $1;
+    END IF;
+    SELECT j.state INTO now_state FROM @extschema@.job AS j
+     WHERE j.job_id OPERATOR(pg_catalog.=) $2;
+    IF now_state IS NULL OR now_state OPERATOR(pg_catalog.=) 'running' THEN
+        RETURN 'failed';
+    END IF;
+    RETURN now_state;
+END
 $$;
 
 COMMENT ON FUNCTION @extschema@.current_state(@extschema@.state, bigint) IS
