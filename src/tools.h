@@ -32,11 +32,11 @@
  * Advisory locks, told apart from others by field4 of their tag (objsubid
  * in pg_locks) and keyed by a 64-bit id in field2 and field3 (classid and
  * objid).  A call of tools.start() holds its job's lock as a session lock
- * (the view tools.progress knows its number); a worker holds its run's
- * lock in share mode for its life; tools.cancel() holds the run's cancel
- * lock until the run's workers are gone; a completed job holds its target's
- * lock (keyed by the table's oid) while it looks at its target's deferred
- * indexes and builds them again.
+ * (the SQL function tools.active() knows its number); a worker holds its
+ * run's lock in share mode for its life; tools.cancel() holds the run's
+ * cancel lock until the run's workers are gone; a completed job holds its
+ * target's lock (keyed by the table's oid) while it looks at its target's
+ * deferred indexes and builds them again.
  */
 #define TOOLS_JOB_LOCK_SPACE	0x7430
 #define TOOLS_RUN_LOCK_SPACE	0x7431
