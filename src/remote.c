@@ -69,6 +69,7 @@
 #include "storage/fd.h"
 #include "storage/latch.h"
 #include "utils/acl.h"
+#include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/plancache.h"
 #include "utils/rel.h"
@@ -522,6 +523,40 @@ decide_format(const ToolsJob *job, ToolsRemote *r, const char *sql,
 		 (long long) job->job_id, binary ? "binary" : "text");
 }
 
+/*
+ * The remote SQL with each column cast to the type that the binary form
+ * was chosen for, by position: the remote server converts a column whose
+ * type changed on it since the call began, or fails, and this server never
+ * reads one type's bytes as another's.  A column of the type already costs
+ * nothing.
+ */
+static char *
+typed_sql(const ToolsJob *job, const char *sql, List *attnames)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+	int			i = 0;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "SELECT ");
+	foreach(lc, attnames)
+	{
+		Oid			type = get_atttype(job->target,
+									   get_attnum(job->target,
+												  strVal(lfirst(lc))));
+
+		appendStringInfo(&buf, "%ss.c%d::%s", i > 0 ? ", " : "", i + 1,
+						 format_type_extended(type, -1,
+											  FORMAT_TYPE_FORCE_QUALIFY));
+		i++;
+	}
+	appendStringInfo(&buf, " FROM (%s) AS s(", sql);
+	for (i = 0; i < list_length(attnames); i++)
+		appendStringInfo(&buf, "%sc%d", i > 0 ? ", " : "", i + 1);
+	appendStringInfoChar(&buf, ')');
+	return buf.data;
+}
+
 /* The connection that remote_read() reads from, during CopyFrom(). */
 static ToolsRemote *reading = NULL;
 
@@ -684,8 +719,10 @@ tools_remote_batch(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 		level = tools_fix_style();
 	}
 
-	send_command(&r->copy, psprintf("COPY (%s) TO STDOUT%s", sql,
-							 r->binary ? " (FORMAT binary)" : ""));
+	send_command(&r->copy, r->binary ?
+				 psprintf("COPY (%s) TO STDOUT (FORMAT binary)",
+						  typed_sql(job, sql, attnames)) :
+				 psprintf("COPY (%s) TO STDOUT", sql));
 	res = next_result(&r->copy);
 	if (PQresultStatus(res) != PGRES_COPY_OUT)
 		remote_error(&r->copy, res);

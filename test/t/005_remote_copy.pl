@@ -84,8 +84,8 @@ my ($h, $err) = start_job();
 like( $node->safe_psql('postgres', q{
 	    SELECT query FROM pg_stat_activity
 	     WHERE application_name = 'tools job 1' AND query LIKE 'COPY %'}),
-	qr/^COPY \(SELECT id, v FROM public\.items_gated WHERE \(\(id > 3000\)\) AND \(\(id <= 4000\)\)\) TO STDOUT \(FORMAT binary\)$/,
-	'the remote server runs COPY of the batch\'s key range, in binary form');
+	qr/^COPY \(SELECT s\.c1::integer, s\.c2::pg_catalog\.text FROM \(SELECT id, v FROM public\.items_gated WHERE \(\(id > 3000\)\) AND \(\(id <= 4000\)\)\) AS s\(c1, c2\)\) TO STDOUT \(FORMAT binary\)$/,
+	'the remote server runs COPY of the batch\'s key range, in binary form, each column cast to the type it was chosen for');
 ok( $node->poll_query_until('postgres', q{
 	  SELECT count(*) = 1 FROM pg_stat_activity
 	   WHERE application_name = 'tools job 1' AND query =
@@ -128,6 +128,70 @@ is( $node->safe_psql('postgres', q{
 	'0', 'no row lost or doubled');
 is($node->safe_psql('postgres', 'SELECT bool_and(ok) FROM tools.verify(1)'), 't',
 	'verify agrees');
+
+# 4. A remote column changes its type between two batches of one call:
+# the binary form was chosen for the old type at the call's first batch.
+# The remote server casts each column to that type, so the rows after the
+# change are converted there, never read as the old type's bytes (a text
+# of four characters would read as a wrong integer).  The job waits at key
+# 3001 in a trigger on its target, on the test's lock on this database.
+$node->safe_psql('src', q{
+  CREATE TABLE public.nums (id int PRIMARY KEY, n int);
+  INSERT INTO public.nums SELECT g, g + 1000 FROM generate_series(1, 5000) g;
+});
+$node->safe_psql('postgres', q{
+  IMPORT FOREIGN SCHEMA public LIMIT TO (nums) FROM SERVER src INTO src;
+  CREATE TABLE public.nums (id int PRIMARY KEY, n int);
+  CREATE FUNCTION public.hold_at_3001() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    IF NEW.id = 3001 THEN
+      PERFORM pg_advisory_lock_shared(42);
+      PERFORM pg_advisory_unlock_shared(42);
+    END IF;
+    RETURN NEW;
+  END $$;
+  CREATE TRIGGER hold_at_3001 BEFORE INSERT ON public.nums
+    FOR EACH ROW EXECUTE FUNCTION public.hold_at_3001();
+  INSERT INTO tools.config (source, target, pkey, batchsize)
+  VALUES ('src.nums', 'public.nums', 'id', 1000);
+});
+my $run2 = $node->safe_psql('postgres', q{SELECT max(run_id) + 1 FROM tools.run});
+$node->safe_psql('postgres', q{SELECT tools.run('{public.nums}')});
+my $job2 = $node->safe_psql('postgres', "SELECT job_id FROM tools.job WHERE run_id = $run2");
+my $local_gate = ToolsGate->new($node, 'postgres');
+$local_gate->close;
+my ($out2, $err2) = ('', '');
+my $h2 = IPC::Run::start(
+	[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c', "CALL tools.start($job2)" ],
+	'>', \$out2, '2>', \$err2);
+$node->poll_query_until('postgres', qq{
+  SELECT count(*) = 1 FROM pg_stat_activity a JOIN pg_locks l USING (pid)
+   WHERE a.query = 'CALL tools.start($job2)' AND l.locktype = 'advisory'
+     AND l.objid = 42 AND NOT l.granted})
+  or die 'the job did not reach its gate';
+my ($out3, $err3) = ('', '');
+my $alter = IPC::Run::start(
+	[ 'psql', '-X', '-d', $node->connstr('src'), '-c',
+	  'ALTER TABLE public.nums ALTER COLUMN n TYPE text' ],
+	'>', \$out3, '2>', \$err3);
+$node->poll_query_until('src', q{
+  SELECT count(*) = 0 FROM pg_stat_activity
+   WHERE query LIKE 'ALTER TABLE public.nums%' AND wait_event_type IS DISTINCT FROM 'Lock'
+     AND state = 'active'})
+  or die 'the ALTER neither ran nor waited';
+$local_gate->open;
+$h2->finish;
+$alter->finish;
+is($err3, '', 'the remote column changed its type during the job');
+is($node->safe_psql('src', q{SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+	WHERE attrelid = 'public.nums'::regclass AND attname = 'n'}), 'text',
+	'the remote column is text now');
+is($node->safe_psql('postgres', "SELECT format('%s %s', state, rows) FROM tools.job WHERE job_id = $job2"),
+	'completed 5000', 'the job completed');
+is($node->safe_psql('postgres', q{
+	  SELECT format('%s %s %s', count(*), count(DISTINCT id), count(*) FILTER (WHERE n <> id + 1000))
+	    FROM public.nums}),
+	'5000 5000 0', 'every row has its value: none read as another type');
 
 $node->stop;
 done_testing();
