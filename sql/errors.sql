@@ -113,3 +113,40 @@ SELECT job_id, config_id, state, error FROM tools.job WHERE job_id = 6;
 
 DROP FUNCTION public.check_job(), public.start_from_function();
 TRUNCATE tools.config, tools.run, tools.job RESTART IDENTITY;
+
+-- A condition is one expression: one that would escape its parentheses
+-- (and take the key range out of the batches, which then copy the same
+-- rows for ever into a target without a key), or hide the rest of the
+-- statement behind a comment, is refused before anything is copied.
+CREATE TABLE public.nokey (id int, v text);
+INSERT INTO tools.config (source, target, pkey, batchsize, condition)
+VALUES ('source.e', 'public.nokey', 'id', 5, 'true) OR (true');
+SELECT statement FROM tools.run();
+CALL tools.start(1);
+UPDATE tools.config SET condition = 'id > 2 --';
+CALL tools.start(1);
+UPDATE tools.config SET condition = 'true AS x';
+CALL tools.start(1);
+UPDATE tools.config SET condition = '1 = 1 FROM source.e';
+CALL tools.start(1);
+SELECT count(*) FROM public.nokey;
+-- Comments, subqueries and line breaks inside one expression are fine.
+UPDATE tools.config SET condition = 'id > (SELECT min(id) FROM source.e) /* not 1 */ -- ok
+';
+CALL tools.start(1);
+SELECT state, rows, (SELECT count(*) FROM public.nokey) AS target_rows FROM tools.job;
+
+-- A key changed after a job recorded its position: the position means
+-- nothing for the new key, so the job (even completed) and a new run that
+-- would continue from it are refused, and the target keeps each row once.
+UPDATE tools.config SET pkey = 'v';
+CALL tools.start(1);
+SELECT statement FROM tools.run();
+SELECT count(*), count(DISTINCT id) FROM public.nokey;
+-- Set back, the key works again: nothing new to copy.
+UPDATE tools.config SET pkey = 'id';
+SELECT statement FROM tools.run();
+CALL tools.start(2);
+SELECT count(*), count(DISTINCT id) FROM public.nokey;
+DROP TABLE public.nokey;
+TRUNCATE tools.config, tools.run, tools.job RESTART IDENTITY;

@@ -40,6 +40,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -641,7 +642,7 @@ prepare_target(CopyState *st)
 	else
 		part_nulls[3] = 'n';
 
-	tools_execute("SELECT lastkey FROM " TOOLS_SCHEMA ".job"
+	tools_execute("SELECT lastkey, pkey, job_id FROM " TOOLS_SCHEMA ".job"
 				  " WHERE config_id OPERATOR(pg_catalog.=) $1"
 				  " AND job_id OPERATOR(pg_catalog.<>) $2 AND lastkey IS NOT NULL"
 				  " AND (lower OPERATOR(pg_catalog.=) $3 OR lower IS NULL AND $3 IS NULL)"
@@ -649,7 +650,15 @@ prepare_target(CopyState *st)
 				  " ORDER BY job_id DESC LIMIT 1",
 				  4, part_types, part_values, part_nulls, SPI_OK_SELECT);
 	if (SPI_processed > 0)
+	{
+		tools_check_key_kept(&st->job,
+							 SPI_getvalue(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 2),
+							 psprintf("Job %s",
+									  SPI_getvalue(SPI_tuptable->vals[0],
+												   SPI_tuptable->tupdesc, 3)));
 		set_last_from_array(st, tools_result_value(1, &isnull));
+	}
 	SPI_freetuptable(SPI_tuptable);
 }
 
@@ -757,6 +766,70 @@ begin_job(CopyState *st)
 }
 
 /*
+ * Before each batch: lock the source and the target for
+ * the batch's transaction, which also brings this process the catalog
+ * changes committed since the last batch, and check that what the job's
+ * plans and writers rely on still holds: the relations' names, the key,
+ * each copied column's name, number and types on both sides, and, for the
+ * bulk path, a target without triggers, rules or row level security.  A
+ * job that went on after such a change could write wrong values, or
+ * bypass a foreign key added meanwhile; it fails instead, and a new call
+ * resumes it with the new definitions.
+ */
+static void
+check_definitions(CopyState *st)
+{
+	ToolsJob   *job = &st->job;
+	ToolsJob	now = *job;
+	const char *changed = NULL;
+
+	LockRelationOid(job->source, AccessShareLock);
+	LockRelationOid(job->target, RowExclusiveLock);
+	tools_describe_job(&now);
+	if (strcmp(now.source_name, job->source_name) != 0 ||
+		strcmp(now.target_name, job->target_name) != 0)
+		changed = "The source or the target was renamed.";
+	else if (now.nkeys != job->nkeys || strcmp(now.shape, job->shape) != 0)
+		changed = "A copied column, or the key, was added, dropped, renamed, or changed its type.";
+	else
+	{
+		int			i;
+
+		for (i = 0; i < job->nkeys && changed == NULL; i++)
+			if (now.keys[i].type != job->keys[i].type)
+				changed = "A column of the key changed its type.";
+		if (changed == NULL && job->bulk && tools_bulk_obstacle(&now) != NULL)
+			changed = psprintf("The target can no longer be written by bulk insertion: %s.",
+							   tools_bulk_obstacle(&now));
+	}
+	if (changed != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the definition of %s or %s changed while job %lld was copying",
+						job->source_name, job->target_name,
+						(long long) job->job_id),
+				 errdetail_internal("%s", changed),
+				 errhint("The batches committed before the change are kept; CALL tools.start(%lld) resumes the job with the new definitions.",
+						 (long long) job->job_id)));
+}
+
+/* Whether a batch's upper end is its lower end: it would copy nothing new. */
+static bool
+stands_still(CopyState *st, const Datum *upper)
+{
+	ToolsJob   *job = &st->job;
+	int			i;
+
+	if (!st->has_last)
+		return false;
+	for (i = 0; i < job->nkeys; i++)
+		if (!datumIsEqual(upper[i], st->last[i], job->keys[i].typbyval,
+						  job->keys[i].typlen))
+			return false;
+	return true;
+}
+
+/*
  * Copy the next key range and record it.  The job is done after the last
  * batch: the one that found no batchsize-th key (or had no batch size).
  */
@@ -774,6 +847,7 @@ copy_batch(CopyState *st)
 	bool		found = false;
 	bool		last_batch = true;
 
+	check_definitions(st);
 	tools_execute("SET CONSTRAINTS ALL IMMEDIATE", 0, NULL, NULL, NULL,
 				  SPI_OK_UTILITY);
 	prefer_remote_sort(st);
@@ -795,6 +869,14 @@ copy_batch(CopyState *st)
 	else
 		found = find_upper(st, PLAN_LAST, upper);
 	st->has_next = false;
+	if (found && stands_still(st, upper))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("batch of job %lld does not advance past key %s",
+						(long long) job->job_id,
+						TextDatumGetCString(DatumGetTextPP(tools_key_array(job, upper)))),
+				 errdetail("Its upper end is the position it starts from, so it would copy the same rows again and again."),
+				 errhint("Check that the key's ordering is the same on the source's server as here, and that the condition is an expression on the source's rows.")));
 
 	/*
 	 * A batch before the last need not wait for its WAL to reach disk: a
@@ -846,17 +928,23 @@ copy_batch(CopyState *st)
 	elapsed_since(st, &span);
 	values[4] = IntervalPGetDatum(&span);
 	values[5] = BoolGetDatum(last_batch);
-	tools_execute("UPDATE " TOOLS_SCHEMA ".job SET lastkey = COALESCE($2, lastkey),"
-				  " lastseq = COALESCE($3, lastseq),"
-				  " rows = rows OPERATOR(pg_catalog.+) $4,"
-				  " elapsed = elapsed OPERATOR(pg_catalog.+) $5,"
-				  " rate = CASE WHEN EXTRACT(epoch FROM $5) OPERATOR(pg_catalog.>) 0"
-				  " THEN $4 OPERATOR(pg_catalog./) EXTRACT(epoch FROM $5) END,"
-				  " updated = pg_catalog.clock_timestamp(),"
-				  " state = CASE WHEN $6 THEN 'completed' ELSE 'running' END"
-				  "::" TOOLS_SCHEMA ".state"
-				  " WHERE job_id OPERATOR(pg_catalog.=) $1",
-				  6, types, values, nulls, SPI_OK_UPDATE);
+	if (tools_execute("UPDATE " TOOLS_SCHEMA ".job SET lastkey = COALESCE($2, lastkey),"
+					  " lastseq = COALESCE($3, lastseq),"
+					  " rows = rows OPERATOR(pg_catalog.+) $4,"
+					  " elapsed = elapsed OPERATOR(pg_catalog.+) $5,"
+					  " rate = CASE WHEN EXTRACT(epoch FROM $5) OPERATOR(pg_catalog.>) 0"
+					  " THEN $4 OPERATOR(pg_catalog./) EXTRACT(epoch FROM $5) END,"
+					  " updated = pg_catalog.clock_timestamp(),"
+					  " state = CASE WHEN $6 THEN 'completed' ELSE 'running' END"
+					  "::" TOOLS_SCHEMA ".state"
+					  " WHERE job_id OPERATOR(pg_catalog.=) $1",
+					  6, types, values, nulls, SPI_OK_UPDATE) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("job %lld was deleted while it was copying",
+						(long long) job->job_id),
+				 errdetail("Its tools.job row is gone, so the batch could not be recorded; it was rolled back."),
+				 errhint("Plan a new run with tools.run().")));
 
 	if (found)
 		set_last(st, upper);

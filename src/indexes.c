@@ -38,6 +38,7 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/comment.h"
+#include "commands/event_trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
@@ -305,4 +306,64 @@ tools_restore_index(const ToolsJob *job)
 				  " AND index_name OPERATOR(pg_catalog.=) $2",
 				  2, types, values, NULL, SPI_OK_DELETE);
 	return true;
+}
+
+/* Whether a list of names (String nodes) of a DROP statement has name. */
+static bool
+names_include(List *objects, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, objects)
+		if (IsA(lfirst(lc), String) && strcmp(strVal(lfirst(lc)), name) == 0)
+			return true;
+	return false;
+}
+
+PG_FUNCTION_INFO_V1(tools_guard_drop);
+
+/*
+ * Event trigger on DROP EXTENSION and DROP SCHEMA: tools.deferred_index is
+ * the only record of the indexes that jobs dropped and have not built
+ * again, and goes with the extension.  Dropping the extension, or its
+ * schema, is refused while it has rows.
+ */
+Datum
+tools_guard_drop(PG_FUNCTION_ARGS)
+{
+	EventTriggerData *trigdata;
+	DropStmt   *stmt;
+	int64		left;
+	bool		isnull;
+	char	   *example;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		elog(ERROR, "tools.guard_drop() must be called as an event trigger");
+	trigdata = (EventTriggerData *) fcinfo->context;
+	if (!IsA(trigdata->parsetree, DropStmt))
+		PG_RETURN_NULL();
+	stmt = (DropStmt *) trigdata->parsetree;
+	if (!((stmt->removeType == OBJECT_EXTENSION &&
+		   names_include(stmt->objects, "tools")) ||
+		  (stmt->removeType == OBJECT_SCHEMA &&
+		   names_include(stmt->objects, TOOLS_SCHEMA))))
+		PG_RETURN_NULL();
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	tools_execute("SELECT pg_catalog.count(*), pg_catalog.min(pg_catalog.format("
+				  "'%I on %s', index_name, target))"
+				  " FROM " TOOLS_SCHEMA ".deferred_index",
+				  0, NULL, NULL, NULL, SPI_OK_SELECT);
+	left = DatumGetInt64(tools_result_value(1, &isnull));
+	example = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	if (left > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot drop extension tools while indexes deferred by its jobs are not built again"),
+				 errdetail("tools.deferred_index holds the only definition of %lld indexes that jobs dropped before their copy, such as %s.",
+						   (long long) left, example),
+				 errhint("Resume the jobs of their runs, which build them again when they complete; or run each definition in tools.deferred_index yourself and delete its row.")));
+	SPI_finish();
+	PG_RETURN_NULL();
 }

@@ -304,9 +304,9 @@ cut_source(PlanConfig *cfg)
 static void
 plan_job(int64 run_id, PlanConfig *cfg, const char *lower, const char *upper)
 {
-	Oid			types[4] = {INT8OID, INT8OID, TEXTOID, TEXTOID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Oid			types[5] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 
 	values[0] = Int64GetDatum(run_id);
 	values[1] = Int64GetDatum(cfg->job.config_id);
@@ -314,9 +314,10 @@ plan_job(int64 run_id, PlanConfig *cfg, const char *lower, const char *upper)
 	nulls[2] = lower ? ' ' : 'n';
 	values[3] = upper ? CStringGetTextDatum(upper) : (Datum) 0;
 	nulls[3] = upper ? ' ' : 'n';
-	tools_execute("INSERT INTO " TOOLS_SCHEMA ".job (run_id, config_id, lower, upper)"
-				  " VALUES ($1, $2, $3, $4)",
-				  4, types, values, nulls, SPI_OK_INSERT);
+	values[4] = CStringGetTextDatum(cfg->job.pkey);
+	tools_execute("INSERT INTO " TOOLS_SCHEMA ".job (run_id, config_id, lower, upper, pkey)"
+				  " VALUES ($1, $2, $3, $4, $5)",
+				  5, types, values, nulls, SPI_OK_INSERT);
 }
 
 /*
@@ -335,7 +336,7 @@ plan_config(int64 run_id, PlanConfig *cfg)
 	const char *lower = NULL;
 
 	if (!cfg->job.trunc &&
-		tools_execute("SELECT lower, upper, run_id FROM " TOOLS_SCHEMA ".job"
+		tools_execute("SELECT lower, upper, run_id, pkey FROM " TOOLS_SCHEMA ".job"
 					  " WHERE run_id OPERATOR(pg_catalog.=) (SELECT pg_catalog.max(run_id)"
 					  " FROM " TOOLS_SCHEMA ".job WHERE config_id OPERATOR(pg_catalog.=) $1"
 					  " AND lastkey IS NOT NULL)"
@@ -346,6 +347,11 @@ plan_config(int64 run_id, PlanConfig *cfg)
 		uint64		n = SPI_processed;
 		uint64		i;
 
+		for (i = 0; i < n; i++)
+			tools_check_key_kept(&cfg->job,
+								 SPI_getvalue(parts->vals[i], parts->tupdesc, 4),
+								 psprintf("Run %s",
+										  SPI_getvalue(parts->vals[i], parts->tupdesc, 3)));
 		if (n != (uint64) cfg->parts)
 			ereport(NOTICE,
 					(errmsg("configuration %lld continues in the %d parts of run %s",

@@ -35,6 +35,7 @@
 #include "nodes/nodeFuncs.h"
 #include "nodes/pg_list.h"
 #include "nodes/plannodes.h"
+#include "parser/parser.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/plancache.h"
@@ -79,9 +80,11 @@ describe_columns(ToolsJob *job)
 	Relation	rel = relation_open(job->target, AccessShareLock);
 	TupleDesc	desc = RelationGetDescr(rel);
 	StringInfoData buf;
+	StringInfoData shape;
 	int			i;
 
 	initStringInfo(&buf);
+	initStringInfo(&shape);
 	job->ncolumns = 0;
 	job->target_attnums = palloc(sizeof(AttrNumber) * desc->natts);
 	job->same_types = true;
@@ -100,6 +103,9 @@ describe_columns(ToolsJob *job)
 		src = (Form_pg_attribute) GETSTRUCT(tuple);
 		if (src->atttypid != att->atttypid || src->atttypmod != att->atttypmod)
 			job->same_types = false;
+		appendStringInfo(&shape, "%s %d %u/%d %u/%d; ", quote_identifier(name),
+						 att->attnum, src->atttypid, src->atttypmod,
+						 att->atttypid, att->atttypmod);
 		ReleaseSysCache(tuple);
 
 		appendStringInfo(&buf, "%s%s", buf.len > 0 ? ", " : "",
@@ -108,6 +114,7 @@ describe_columns(ToolsJob *job)
 	}
 	relation_close(rel, AccessShareLock);
 	job->columns = buf.data;
+	job->shape = shape.data;
 }
 
 static char *
@@ -142,6 +149,88 @@ tools_job_from_row(ToolsJob *job, HeapTuple row, TupleDesc desc,
 	job->part_lower = value_or_null(row, desc, 10, cxt);
 	job->part_upper = value_or_null(row, desc, 11, cxt);
 	job->defer_indexes = DatumGetBool(SPI_getbinval(row, desc, 12, &isnull));
+	job->planned_pkey = value_or_null(row, desc, 13, cxt);
+}
+
+/*
+ * Positions recorded with one key mean nothing for another: refuse a
+ * configuration whose key is no longer the key pkey that positions were
+ * recorded in (where says by which job or run).
+ */
+void
+tools_check_key_kept(const ToolsJob *job, const char *pkey, const char *where)
+{
+	if (pkey != NULL && strcmp(pkey, job->pkey) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("key of configuration %lld changed from \"%s\" to \"%s\"",
+						(long long) job->config_id, pkey, job->pkey),
+				 errdetail("%s recorded its position in the key \"%s\"; continuing from it with another key would skip or copy rows twice.",
+						   where, pkey),
+				 errhint("Set pkey back to \"%s\", or set trunc of tools.config row %lld and plan a new run, which copies the whole source again.",
+						 pkey, (long long) job->config_id)));
+}
+
+/*
+ * Whether sql parses as "SELECT expression" and nothing more.  Parse errors
+ * are no errors here: the text is not that.
+ */
+static bool
+is_one_expression(const char *sql)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	List	   *volatile stmts = NIL;
+	SelectStmt *stmt;
+
+	PG_TRY();
+	{
+#if PG_VERSION_NUM >= 140000
+		stmts = raw_parser(sql, RAW_PARSE_DEFAULT);
+#else
+		stmts = raw_parser(sql);
+#endif
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		stmts = NIL;
+	}
+	PG_END_TRY();
+
+	if (list_length(stmts) != 1 ||
+		!IsA(linitial_node(RawStmt, stmts)->stmt, SelectStmt))
+		return false;
+	stmt = (SelectStmt *) linitial_node(RawStmt, stmts)->stmt;
+	return list_length(stmt->targetList) == 1 &&
+		((ResTarget *) linitial(stmt->targetList))->name == NULL &&
+		stmt->op == SETOP_NONE && stmt->fromClause == NIL &&
+		stmt->whereClause == NULL && stmt->groupClause == NIL &&
+		stmt->havingClause == NULL && stmt->windowClause == NIL &&
+		stmt->distinctClause == NIL && stmt->sortClause == NIL &&
+		stmt->limitCount == NULL && stmt->limitOffset == NULL &&
+		stmt->lockingClause == NIL && stmt->withClause == NULL &&
+		stmt->intoClause == NULL && stmt->valuesLists == NIL;
+}
+
+/*
+ * The condition must be one expression: it is pasted into statements as
+ * "(condition) AND ...", and a text such as "true) OR (true" would take
+ * the key range out of them, or one ending in a comment the rest.  Both
+ * the condition and the condition in parentheses must be an expression.
+ */
+static void
+check_condition(const ToolsJob *job)
+{
+	if (!is_one_expression(psprintf("SELECT %s", job->condition)) ||
+		!is_one_expression(psprintf("SELECT (%s)", job->condition)))
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("condition of configuration %lld is not one SQL expression",
+						(long long) job->config_id),
+				 errdetail("The condition is \"%s\".", job->condition),
+				 errhint("Set condition of tools.config row %lld to a boolean expression on the columns of %s, such as id %% 4 = 1, or to NULL.",
+						 (long long) job->config_id, job->source_name)));
 }
 
 /* Resolve the job's relations. */
@@ -160,6 +249,8 @@ tools_describe_relations(ToolsJob *job)
 			job->source_fdw = get_func_name(handler);
 	}
 	job->target_name = relation_name(job->target, "target", job->config_id);
+	if (job->condition != NULL)
+		check_condition(job);
 }
 
 void
@@ -167,6 +258,9 @@ tools_describe_job(ToolsJob *job)
 {
 	tools_describe_relations(job);
 	tools_describe_key(job);
+	if (job->job_id != 0)
+		tools_check_key_kept(job, job->planned_pkey,
+							 psprintf("Job %lld", (long long) job->job_id));
 	describe_columns(job);
 }
 

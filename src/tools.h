@@ -101,6 +101,9 @@ typedef struct ToolsJob
 	Oid			source;
 	Oid			target;
 	char	   *pkey;			/* as configured */
+	char	   *planned_pkey;	/* as configured when the run was planned: the
+								 * key of its position and part; NULL if it
+								 * has neither, or is not known */
 	char	   *condition;		/* NULL when none */
 	int32		batchsize;		/* 0: one statement for everything */
 	bool		trunc;
@@ -121,6 +124,8 @@ typedef struct ToolsJob
 	int			ncolumns;
 	AttrNumber *target_attnums; /* their numbers in the target */
 	bool		same_types;		/* each has the same type and typmod in both */
+	char	   *shape;			/* each copied column's name, number and
+								 * types in both: what the batches rely on */
 
 	/* chosen by tools.start() for its call */
 	bool		bulk;			/* batches write by bulk insertion */
@@ -134,8 +139,10 @@ typedef struct ToolsJob
  */
 #define TOOLS_JOB_COLUMNS \
 	"j.job_id, j.run_id, c.config_id, c.source, c.target, c.pkey," \
-	" c.condition, c.batchsize, c.trunc, j.lower, j.upper, c.defer_indexes"
-#define TOOLS_JOB_NCOLUMNS 12
+	" c.condition, c.batchsize, c.trunc, j.lower, j.upper, c.defer_indexes," \
+	" CASE WHEN j.lastkey IS NOT NULL OR j.lower IS NOT NULL" \
+	" OR j.upper IS NOT NULL THEN j.pkey END"
+#define TOOLS_JOB_NCOLUMNS 13
 #define TOOLS_JOB_FROM \
 	" FROM " TOOLS_SCHEMA ".job AS j JOIN " TOOLS_SCHEMA ".config AS c" \
 	" ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
@@ -205,6 +212,8 @@ extern Datum tools_result_value(int col, bool *isnull);
 extern void tools_job_from_row(ToolsJob *job, HeapTuple row, TupleDesc desc,
 							   MemoryContext cxt);
 extern void tools_describe_relations(ToolsJob *job);
+extern void tools_check_key_kept(const ToolsJob *job, const char *pkey,
+								 const char *where);
 extern void tools_describe_job(ToolsJob *job);
 extern Oid *tools_param_types(const ToolsJob *job);
 extern ParamListInfo tools_params(const ToolsJob *job, Datum part_lower,

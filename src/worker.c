@@ -327,7 +327,9 @@ tools_worker_main(Datum arg)
 	while (!done)
 	{
 		int64		job_id = 0;
+		volatile bool in_job = false;
 
+		CHECK_FOR_INTERRUPTS();
 		MemoryContextSwitchTo(TopMemoryContext);
 		PG_TRY();
 		{
@@ -343,6 +345,7 @@ tools_worker_main(Datum arg)
 					MemoryContextAlloc(TopMemoryContext, sizeof(int64)) :
 					repalloc(tried, sizeof(int64) * (ntried + 1));
 				tried[ntried++] = job_id;
+				in_job = true;
 				run_statement(psprintf("CALL " TOOLS_SCHEMA ".start(%lld)",
 									   (long long) job_id), cxt);
 			}
@@ -356,6 +359,15 @@ tools_worker_main(Datum arg)
 			debug_query_string = NULL;
 			pgstat_report_activity(STATE_IDLE, NULL);
 			RESUME_INTERRUPTS();
+
+			/*
+			 * A job's error is the job's: it is recorded, and the worker
+			 * goes on.  An error in the worker's own bookkeeping (the
+			 * extension dropped, its tables unreadable) would come again
+			 * at each turn: the worker leaves.
+			 */
+			if (!in_job)
+				done = true;
 		}
 		PG_END_TRY();
 
