@@ -116,24 +116,61 @@ tools_bulk_obstacle(const ToolsJob *job)
 			  trig->trig_insert_new_table))
 		why = "the target has insert triggers (foreign keys and deferrable constraints have them)";
 	else
-		why = tools_insert_obstacle(rel);
+		why = tools_insert_obstacle(job);
 
 	table_close(rel, AccessShareLock);
 	return why;
 #endif
 }
 
+static bool
+stmt_routed(PlannedStmt *stmt, void *arg)
+{
+	return stmt->commandType != CMD_INSERT || !IsA(stmt->planTree, ModifyTable);
+}
+
 /*
- * What INSERT applies that writing the way COPY FROM does would not: rules
- * and row level security.  NULL when the target has neither.
+ * Whether the planner makes the job's INSERT something else than
+ * PostgreSQL's own insert into the target: another extension (Citus for
+ * its distributed, reference and local tables, for one) plans it with
+ * scans of its own and writes the rows where it reads them, not into the
+ * table that this server holds.  The caller is connected to SPI.
+ */
+static bool
+insert_routed(const ToolsJob *job)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	SPIPlanPtr	plan = SPI_prepare(tools_copy_sql(job, false),
+								   NUM_PARAMS(job), tools_param_types(job));
+	bool		routed;
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	routed = tools_plan_any(plan, stmt_routed, NULL);
+	SPI_freeplan(plan);
+	/* SPI leaves its own context current: the caller's allocations go on. */
+	MemoryContextSwitchTo(cxt);
+	return routed;
+}
+
+/*
+ * What INSERT applies that writing the way COPY FROM does would not: rules,
+ * row level security, and another extension's planning of the insert.
+ * NULL when the target has none of them.  The caller is connected to SPI.
  */
 const char *
-tools_insert_obstacle(Relation rel)
+tools_insert_obstacle(const ToolsJob *job)
 {
-	if (rel->rd_rules != NULL)
+	Relation	rel = table_open(job->target, AccessShareLock);
+	bool		rules = rel->rd_rules != NULL;
+
+	table_close(rel, AccessShareLock);
+	if (rules)
 		return "the target has rules";
-	if (check_enable_rls(RelationGetRelid(rel), InvalidOid, true) == RLS_ENABLED)
+	if (check_enable_rls(job->target, InvalidOid, true) == RLS_ENABLED)
 		return "row level security applies to the target";
+	if (insert_routed(job))
+		return "another extension plans the target's inserts";
 	return NULL;
 }
 

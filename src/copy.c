@@ -735,14 +735,21 @@ begin_job(CopyState *st)
 	first = read_config(st, &lastkey, &completed);
 	MemoryContextSwitchTo(st->cxt);
 	tools_describe_job(job);
-	choose_paths(job);
 	if (job->part_lower != NULL)
 		st->part_lower = tools_key_value(&job->keys[0], job->part_lower);
 	if (job->part_upper != NULL)
 		st->part_upper = tools_key_value(&job->keys[0], job->part_upper);
 	if (lastkey != (Datum) 0)
 		set_last_from_array(st, lastkey);
+
+	/*
+	 * Before anything that waits for a lock on the target: a job of another
+	 * run waiting there holds its job's lock, and sees this one.
+	 */
 	check_target_owner(st);
+	MemoryContextSwitchTo(st->cxt);
+	choose_paths(job);
+	tools_check_source(job);
 	prefer_remote_sort(st);
 	prepare_plans(st);
 	check_pushdown(st);
@@ -770,8 +777,10 @@ begin_job(CopyState *st)
  * the batch's transaction, which also brings this process the catalog
  * changes committed since the last batch, and check that what the job's
  * plans and writers rely on still holds: the relations' names, the key,
- * each copied column's name, number and types on both sides, and, for the
- * bulk path, a target without triggers, rules or row level security.  A
+ * each copied column's name, number and types on both sides, and, where
+ * the job writes the way COPY does, a target without rules, row level
+ * security or another extension's planning of its inserts (nor insert
+ * triggers, for the bulk path).  A
  * job that went on after such a change could write wrong values, or
  * bypass a foreign key added meanwhile; it fails instead, and a new call
  * resumes it with the new definitions.
@@ -798,9 +807,15 @@ check_definitions(CopyState *st)
 		for (i = 0; i < job->nkeys && changed == NULL; i++)
 			if (now.keys[i].type != job->keys[i].type)
 				changed = "A column of the key changed its type.";
-		if (changed == NULL && job->bulk && tools_bulk_obstacle(&now) != NULL)
-			changed = psprintf("The target can no longer be written by bulk insertion: %s.",
-							   tools_bulk_obstacle(&now));
+		if (changed == NULL && (job->bulk || job->remote != NULL))
+		{
+			const char *why = job->bulk ? tools_bulk_obstacle(&now) :
+			tools_insert_obstacle(&now);
+
+			if (why != NULL)
+				changed = psprintf("The target can no longer be written the way this job began to: %s.",
+								   why);
+		}
 	}
 	if (changed != NULL)
 		ereport(ERROR,

@@ -540,9 +540,13 @@ plan_reads_all(Plan *plan, bool sorted_above)
 		plan_reads_all(plan->righttree, sorted_above);
 }
 
-/* Whether the generic plan of a job statement reads all its source. */
+/*
+ * Whether test holds for a statement of the generic plan of a prepared
+ * statement.
+ */
 bool
-tools_plan_reads_all(SPIPlanPtr plan)
+tools_plan_any(SPIPlanPtr plan, bool (*test) (PlannedStmt *stmt, void *arg),
+			   void *arg)
 {
 	CachedPlanSource *source = linitial(SPI_plan_get_plan_sources(plan));
 	CachedPlan *cplan;
@@ -555,15 +559,61 @@ tools_plan_reads_all(SPIPlanPtr plan)
 	cplan = GetCachedPlan(source, NULL, false, NULL);
 #endif
 	foreach(lc, cplan->stmt_list)
-	{
-		PlannedStmt *stmt = lfirst_node(PlannedStmt, lc);
-
-		result = result || plan_reads_all(stmt->planTree, false);
-	}
+		result = result || test(lfirst_node(PlannedStmt, lc), arg);
 #if PG_VERSION_NUM >= 140000
 	ReleaseCachedPlan(cplan, NULL);
 #else
 	ReleaseCachedPlan(cplan, false);
 #endif
 	return result;
+}
+
+static bool
+stmt_reads_all(PlannedStmt *stmt, void *arg)
+{
+	return plan_reads_all(stmt->planTree, false);
+}
+
+/* Whether the generic plan of a job statement reads all its source. */
+bool
+tools_plan_reads_all(SPIPlanPtr plan)
+{
+	return tools_plan_any(plan, stmt_reads_all, NULL);
+}
+
+static bool
+stmt_reads_relation(PlannedStmt *stmt, void *arg)
+{
+	return list_member_oid(stmt->relationOids, *(Oid *) arg);
+}
+
+/*
+ * Refuse a source that reads the target: a view over it, or a view whose
+ * query reads it among others.  Such a job would read what it writes: a
+ * trunc run would empty its own source, another would double every row.
+ * The caller is connected to SPI.
+ */
+void
+tools_check_source(const ToolsJob *job)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	SPIPlanPtr	plan = SPI_prepare(psprintf("SELECT FROM %s", job->source_name),
+								   0, NULL);
+	Oid			target = job->target;
+	bool		reads;
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	reads = tools_plan_any(plan, stmt_reads_relation, &target);
+	SPI_freeplan(plan);
+	MemoryContextSwitchTo(cxt);
+	if (reads)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+				 errmsg("source %s of configuration %lld reads its target %s",
+						job->source_name, (long long) job->config_id,
+						job->target_name),
+				 errdetail("The job would read the rows it writes: emptying the target would empty the source, and copying would double its rows."),
+				 errhint("Set source of tools.config row %lld to the relation that holds the rows to copy.",
+						 (long long) job->config_id)));
 }

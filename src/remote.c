@@ -196,7 +196,7 @@ remote_obstacle(const ToolsJob *job, ToolsRemote *r)
 		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
 		why = "the target is not a table";
 	else
-		why = tools_insert_obstacle(rel);
+		why = tools_insert_obstacle(job);
 	table_close(rel, AccessShareLock);
 	return why;
 #endif

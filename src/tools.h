@@ -21,6 +21,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "nodes/params.h"
+#include "nodes/plannodes.h"
 #include "storage/lock.h"
 #include "utils/relcache.h"
 #include "utils/tuplestore.h"
@@ -159,7 +160,7 @@ extern uint64 tools_bulk_copy(const ToolsJob *job, SPIPlanPtr plan,
 							  ParamListInfo params);
 extern void tools_target_rtable(const ToolsJob *job, List **rtable,
 								List **perminfos);
-extern const char *tools_insert_obstacle(Relation rel);
+extern const char *tools_insert_obstacle(const ToolsJob *job);
 
 /* indexes.c */
 extern void tools_defer_indexes(const ToolsJob *job);
@@ -226,6 +227,10 @@ extern char *tools_copy_sql(const ToolsJob *job, bool lower);
 extern char *tools_null_keys_sql(const ToolsJob *job);
 extern char *tools_key_list(const ToolsJob *job, const char *suffix);
 extern char *tools_key_not_null(const ToolsJob *job);
+extern bool tools_plan_any(SPIPlanPtr plan,
+						   bool (*test) (PlannedStmt *stmt, void *arg),
+						   void *arg);
 extern bool tools_plan_reads_all(SPIPlanPtr plan);
+extern void tools_check_source(const ToolsJob *job);
 
 #endif							/* TOOLS_H */

@@ -67,6 +67,43 @@ install_mariadb_deps() {
     if $added; then as_root rm -f "$norc"; fi
 }
 
+# Build and install Citus from ../shared/vendor (Debian does not package
+# it), for the Citus test only, when the source is there, the server is a
+# version it supports and it is not installed yet.  The build tree is kept
+# in a cache outside the clone.  Where it cannot be built, the test says so
+# and is skipped.
+CITUS_VERSION=13.2.2
+install_citus() {
+    local vendor="$TOP/../shared/vendor" cache=/var/cache/tools-tests
+    local tarball="$vendor/citus-$CITUS_VERSION.tar.gz"
+    local tree="$cache/citus-$CITUS_VERSION-pg$PGVERSION"
+    [ -f "$(pg_config --pkglibdir)/citus.so" ] && return 0
+    case "$PGVERSION" in 15|16|17) ;; *) echo "Citus $CITUS_VERSION does not support PostgreSQL $PGVERSION: the Citus test will be skipped"; return 0 ;; esac
+    if [ ! -f "$tarball" ]; then
+        echo "no Citus source in $vendor: the Citus test will be skipped"
+        return 0
+    fi
+    echo "building Citus $CITUS_VERSION (once per machine)"
+    {
+        as_root apt-get install -y -qq libkrb5-dev liblz4-dev libzstd-dev \
+            libselinux1-dev libxslt1-dev libpam0g-dev libreadline-dev >/dev/null &&
+        as_root mkdir -p "$cache" &&
+        if [ ! -f "$tree/citus.built" ]; then
+            as_root rm -rf "$tree" && as_root mkdir -p "$tree" &&
+            as_root tar xzf "$tarball" -C "$tree" &&
+            (cd "$tree" &&
+                for p in "$vendor"/citus-$CITUS_VERSION-*.patch; do
+                    if [ -f "$p" ]; then as_root patch -s -p1 < "$p" || exit 1; fi
+                done) &&
+            (cd "$tree" && as_root ./configure --without-libcurl \
+                PG_CONFIG="$(command -v pg_config)" >/dev/null &&
+                as_root make -s -j"$(nproc)" >/dev/null 2>&1) &&
+            as_root touch "$tree/citus.built"
+        fi &&
+        as_root make -s -C "$tree" install >/dev/null
+    } || echo "could not build Citus: the Citus test will be skipped"
+}
+
 # Build and install the extension into the server's directories.
 build_install() {
     make -C "$TOP" -s PG_CONFIG="/usr/lib/postgresql/$PGVERSION/bin/pg_config"

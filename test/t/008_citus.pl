@@ -1,0 +1,107 @@
+# Citus targets: a distributed table and a reference table on a single-node
+# Citus cluster (the coordinator holds the shards), copied from a local
+# table and from a postgres_fdw foreign table.  Citus plans every insert
+# into its tables and puts the rows in its shards; the coordinator's own
+# table of the same name stays empty and is never read.  Writing the way
+# COPY does into that table would report rows that no query finds, so a
+# job into such a target writes with INSERT, and every row lands where
+# Citus reads it.  Skipped where Citus is not installed (test/lib.sh
+# builds it from ../shared/vendor when it can).
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $pkglibdir = `pg_config --pkglibdir`;
+chomp $pkglibdir;
+plan skip_all => "Citus is not installed ($pkglibdir/citus.so)"
+  unless -f "$pkglibdir/citus.so";
+
+my $node = PostgreSQL::Test::Cluster->new('citus');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'citus'
+max_worker_processes = 16
+});
+$node->start;
+my $host = $node->host;
+my $port = $node->port;
+
+$node->safe_psql('postgres', 'CREATE DATABASE src');
+$node->safe_psql('src', q{
+  CREATE TABLE public.items (id int PRIMARY KEY, grp int, v text);
+  INSERT INTO public.items SELECT g, g % 7, md5(g::text) FROM generate_series(1, 20000) g;
+  ANALYZE;
+});
+$node->safe_psql('postgres', qq{
+  CREATE EXTENSION citus;
+  SELECT citus_set_coordinator_host('$host', $port);
+  SELECT citus_set_node_property('$host', $port, 'shouldhaveshards', true);
+  CREATE EXTENSION tools;
+  CREATE EXTENSION postgres_fdw;
+  CREATE SERVER src FOREIGN DATA WRAPPER postgres_fdw
+    OPTIONS (host '$host', port '$port', dbname 'src');
+  CREATE USER MAPPING FOR CURRENT_USER SERVER src;
+  CREATE SCHEMA src;
+  IMPORT FOREIGN SCHEMA public LIMIT TO (items) FROM SERVER src INTO src;
+  CREATE SCHEMA source;
+  CREATE TABLE source.items (id int PRIMARY KEY, grp int, v text);
+  INSERT INTO source.items SELECT g, g % 7, md5(g::text) FROM generate_series(1, 20000) g;
+  ANALYZE source.items;
+  CREATE TABLE public.dist (id int PRIMARY KEY, grp int, v text);
+  SELECT create_distributed_table('public.dist', 'id');
+  CREATE TABLE public.dist_fdw (id int PRIMARY KEY, grp int, v text);
+  SELECT create_distributed_table('public.dist_fdw', 'id');
+  CREATE TABLE public.ref (id int PRIMARY KEY, grp int, v text);
+  SELECT create_reference_table('public.ref');
+  INSERT INTO tools.config (source, target, pkey, batchsize, trunc, parts) VALUES
+    ('source.items', 'public.dist', 'id', 3000, true, 2),
+    ('src.items', 'public.dist_fdw', 'id', 3000, true, NULL),
+    ('source.items', 'public.ref', 'id', 3000, true, NULL);
+});
+
+# Run twice: the second run empties each target (TRUNCATE through Citus)
+# before copying it again.
+for my $round (1, 2)
+{
+	my @calls = split /\n/, $node->safe_psql('postgres', 'SELECT statement FROM tools.run()');
+	$node->safe_psql('postgres', $_) for @calls;
+	is( $node->safe_psql('postgres', q{
+		  SELECT string_agg(DISTINCT state::text, ', '), count(*), sum(rows)
+		    FROM tools.job WHERE run_id = (SELECT max(run_id) FROM tools.job)}),
+		'completed|4|60000', "round $round: every job completes, with all its rows");
+	for my $t ([ 'dist', 'source.items' ], [ 'dist_fdw', 'src.items' ], [ 'ref', 'source.items' ])
+	{
+		my ($target, $source) = @$t;
+		is( $node->safe_psql('postgres', qq{
+			  SELECT count(*) FROM ((SELECT * FROM $source EXCEPT ALL SELECT * FROM public.$target)
+			    UNION ALL (SELECT * FROM public.$target EXCEPT ALL SELECT * FROM $source)) d}),
+			'0', "round $round: $target holds exactly its source, as Citus reads it");
+	}
+	is( $node->safe_psql('postgres', q{
+		  SELECT bool_and(ok) FROM tools.verify((SELECT max(run_id) FROM tools.job))}),
+		't', "round $round: verify agrees");
+}
+
+is( $node->safe_psql('postgres', q{
+	  SELECT pg_relation_size('public.dist') + pg_relation_size('public.dist_fdw')
+	       + pg_relation_size('public.ref')}),
+	'0', 'nothing was written into the coordinator\'s shell tables');
+
+# The reason is told at DEBUG1.
+$node->safe_psql('postgres', q{
+  UPDATE tools.config SET parts = NULL;
+  SELECT count(*) FROM tools.run('{public.dist}');
+});
+my $last = $node->safe_psql('postgres', 'SELECT max(job_id) FROM tools.job');
+my ($ret, $out, $err) = $node->psql('postgres', qq{
+  SET client_min_messages = debug1;
+  CALL tools.start($last);
+});
+like($err, qr/writes into public\.dist with INSERT: another extension plans the target's inserts/,
+	'the job says why it writes with INSERT');
+
+unlike(slurp_file($node->logfile), qr/terminated by signal/, 'no process crashed');
+$node->stop;
+done_testing();
