@@ -148,5 +148,24 @@ UPDATE tools.config SET pkey = 'id';
 SELECT statement FROM tools.run();
 CALL tools.start(2);
 SELECT count(*), count(DISTINCT id) FROM public.nokey;
+TRUNCATE tools.config, tools.run, tools.job RESTART IDENTITY;
+
+-- A source that is the target in disguise: a view over it, or over a join
+-- with it.  With trunc the job would empty its own source; without, double
+-- every row.  Refused, and the target keeps its rows.
+CREATE VIEW public.nokey_view AS SELECT * FROM public.nokey;
+CREATE VIEW public.nokey_join AS
+  SELECT e.id, e.v FROM source.e AS e JOIN public.nokey AS n USING (id);
+INSERT INTO tools.config (source, target, pkey, trunc)
+VALUES ('public.nokey_view', 'public.nokey', 'id', true);
+SELECT statement FROM tools.run();
+CALL tools.start(1);
+UPDATE tools.config SET source = 'public.nokey_join', trunc = false;
+CALL tools.start(1);
+SELECT count(*) FROM public.nokey;
+-- The same relation under another spelling is refused when configured.
+INSERT INTO tools.config (source, target, pkey)
+VALUES ('"public"."nokey"', 'nokey', 'id');
+DROP VIEW public.nokey_view, public.nokey_join;
 DROP TABLE public.nokey;
 TRUNCATE tools.config, tools.run, tools.job RESTART IDENTITY;

@@ -26,3 +26,8 @@ COMMENT ON FUNCTION @extschema@.guard_drop() IS
 CREATE EVENT TRIGGER tools_guard_drop ON ddl_command_start
     WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA')
     EXECUTE FUNCTION @extschema@.guard_drop();
+
+-- A row whose source is its target, by any spelling, is refused by a check
+-- whose name says so.
+ALTER TABLE @extschema@.config
+    RENAME CONSTRAINT config_check TO config_source_is_not_target;
