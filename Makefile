@@ -2,8 +2,8 @@
 
 EXTENSION = tools
 MODULE_big = tools
-OBJS = src/plan.o src/copy.o src/bulk.o src/indexes.o src/key.o src/query.o \
-	src/range.o src/remote.o src/spi.o src/worker.o
+OBJS = src/plan.o src/copy.o src/bulk.o src/constraints.o src/indexes.o src/key.o src/query.o \
+	src/range.o src/remote.o src/sequences.o src/spi.o src/worker.o
 DATA = $(wildcard sql/tools--*.sql)
 PGFILEDESC = "tools - config-table-driven data migration"
 
@@ -12,7 +12,7 @@ PG_CPPFLAGS = -I$(libpq_srcdir)
 SHLIB_LINK_INTERNAL = $(libpq)
 
 # pg_regress: sql/NAME.sql against expected/NAME.out, in this order
-REGRESS = setup plan copy keys parts bulk resume truncate defer report progress verify workers search_path timeout privileges errors fdw remote upgrade
+REGRESS = setup plan copy keys keyless parts bulk resume truncate defer constraints sequences report progress verify workers search_path timeout privileges errors fdw remote upgrade
 
 # isolation specs: test/specs/*.spec against test/expected/*.out
 ISOLATION = $(basename $(notdir $(wildcard test/specs/*.spec)))

@@ -79,6 +79,7 @@ typedef struct CopyState
 	Datum	   *next;			/* its key values, in nextcxt */
 	MemoryContext nextcxt;
 	bool		done;
+	bool		copied_all;		/* a job without a key has completed */
 	bool		restoring;		/* deferred indexes are being built again */
 	LOCKTAG		target_lock;	/* held while target_locked */
 	bool		target_locked;
@@ -305,11 +306,12 @@ prepare_plans(CopyState *st)
 
 	for (lower = 0; lower <= 1; lower++)
 	{
-		if (job->batchsize > 0)
+		if (job->batchsize > 0 && job->nkeys > 0)
 			st->plans[PLAN_NEXT][lower] =
 				keep_plan(job, tools_bound_sql(job, lower, false), 0);
-		st->plans[PLAN_LAST][lower] =
-			keep_plan(job, tools_bound_sql(job, lower, true), 0);
+		if (job->nkeys > 0)
+			st->plans[PLAN_LAST][lower] =
+				keep_plan(job, tools_bound_sql(job, lower, true), 0);
 		st->plans[PLAN_COPY][lower] =
 			keep_plan(job, job->bulk ? tools_select_sql(job, lower) :
 					  tools_copy_sql(job, lower), 0);
@@ -364,10 +366,11 @@ check_pushdown(CopyState *st)
 
 	if (!st->job.source_foreign)
 		return;
-	next = st->job.batchsize > 0 &&
+	next = st->plans[PLAN_NEXT][1] != NULL &&
 		tools_plan_reads_all(st->plans[PLAN_NEXT][1]);
-	copy = tools_plan_reads_all(st->plans[PLAN_COPY][1]);
-	if (!next && !copy && st->job.batchsize > 0 && st->job.source_fdw != NULL &&
+	copy = st->job.nkeys > 0 && tools_plan_reads_all(st->plans[PLAN_COPY][1]);
+	if (!next && !copy && st->plans[PLAN_NEXT][1] != NULL &&
+		st->job.source_fdw != NULL &&
 		strcmp(st->job.source_fdw, "mysql_fdw_handler") == 0)
 		ereport(WARNING,
 				(errmsg("each batch of job %lld sorts all the remaining rows of %s on the remote server",
@@ -747,6 +750,13 @@ begin_job(CopyState *st)
 	 * run waiting there holds its job's lock, and sees this one.
 	 */
 	check_target_owner(st);
+
+	/*
+	 * The first job of the run to start drops the foreign keys of the
+	 * run's targets that defer them; then the paths are chosen.
+	 */
+	if (first)
+		tools_defer_constraints(job);
 	MemoryContextSwitchTo(st->cxt);
 	choose_paths(job);
 	tools_check_source(job);
@@ -755,6 +765,9 @@ begin_job(CopyState *st)
 	check_pushdown(st);
 	check_rights(st);
 	check_null_keys(st);
+
+	/* A job without a key that completed has copied everything. */
+	st->copied_all = job->nkeys == 0 && completed;
 
 	if (job->defer_indexes && !completed)
 		tools_defer_indexes(job);
@@ -835,7 +848,7 @@ stands_still(CopyState *st, const Datum *upper)
 	ToolsJob   *job = &st->job;
 	int			i;
 
-	if (!st->has_last)
+	if (!st->has_last || job->nkeys == 0)
 		return false;
 	for (i = 0; i < job->nkeys; i++)
 		if (!datumIsEqual(upper[i], st->last[i], job->keys[i].typbyval,
@@ -867,7 +880,9 @@ copy_batch(CopyState *st)
 				  SPI_OK_UTILITY);
 	prefer_remote_sort(st);
 
-	if (st->has_next && st->next_found)
+	if (job->nkeys == 0)
+		found = !st->copied_all;	/* no key: everything, in one batch */
+	else if (st->has_next && st->next_found)
 	{
 		for (i = 0; i < job->nkeys; i++)
 			upper[i] = datumCopy(st->next[i], job->keys[i].typbyval,
@@ -938,7 +953,8 @@ copy_batch(CopyState *st)
 	}
 
 	values[0] = Int64GetDatum(job->job_id);
-	position_params(st, found ? upper : NULL, &types[1], &values[1], &nulls[1]);
+	position_params(st, found && job->nkeys > 0 ? upper : NULL, &types[1],
+					&values[1], &nulls[1]);
 	values[3] = Int64GetDatum((int64) copied);
 	elapsed_since(st, &span);
 	values[4] = IntervalPGetDatum(&span);
@@ -961,29 +977,36 @@ copy_batch(CopyState *st)
 				 errdetail("Its tools.job row is gone, so the batch could not be recorded; it was rolled back."),
 				 errhint("Plan a new run with tools.run().")));
 
-	if (found)
+	if (found && job->nkeys > 0)
 		set_last(st, upper);
 	st->done = last_batch;
 }
 
 /*
+ * Take the target's lock, kept until the call ends, which completed
+ * siblings take in turn.
+ */
+static void
+lock_target(CopyState *st)
+{
+	if (st->target_locked)
+		return;
+	TOOLS_SET_LOCKTAG(st->target_lock, st->job.target, TOOLS_TARGET_LOCK_SPACE);
+	(void) LockAcquire(&st->target_lock, ExclusiveLock, true, false);
+	st->target_locked = true;
+}
+
+/*
  * After the last batch: whether this job builds its target's deferred
- * indexes again, decided holding the target's lock (kept until the call
- * ends), which completed siblings take in turn.
+ * indexes again, decided holding the target's lock.
  */
 static void
 check_indexes(CopyState *st)
 {
 	st->restoring = false;
-	if (!tools_sees_deferred_indexes())
+	if (!tools_may_read("deferred_index"))
 		return;
-	if (!st->target_locked)
-	{
-		TOOLS_SET_LOCKTAG(st->target_lock, st->job.target,
-						  TOOLS_TARGET_LOCK_SPACE);
-		(void) LockAcquire(&st->target_lock, ExclusiveLock, true, false);
-		st->target_locked = true;
-	}
+	lock_target(st);
 	st->restoring = tools_restore_due(&st->job);
 }
 
@@ -992,6 +1015,30 @@ static void
 restore_index(CopyState *st)
 {
 	st->restoring = tools_restore_index(&st->job);
+}
+
+/*
+ * Add back, or validate, one foreign key that the run deferred and whose
+ * tables' jobs have all completed, or find that none is left.
+ */
+static void
+restore_constraint(CopyState *st)
+{
+	st->restoring = tools_may_read("deferred_constraint") &&
+		tools_restore_constraint(&st->job);
+}
+
+/*
+ * After the copy: the sequences of the target's columns past the copied
+ * values, holding the target's lock, unless the configuration says not to.
+ */
+static void
+set_sequences(CopyState *st)
+{
+	if (!st->job.sequences || !tools_has_sequences(&st->job))
+		return;
+	lock_target(st);
+	tools_set_sequences(&st->job);
 }
 
 static void
@@ -1039,6 +1086,10 @@ run_job(int64 job_id)
 		run_step(st, check_indexes);
 		while (st->restoring)
 			run_step(st, restore_index);
+		st->restoring = true;
+		while (st->restoring)
+			run_step(st, restore_constraint);
+		run_step(st, set_sequences);
 	}
 	PG_FINALLY();
 	{

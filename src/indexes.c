@@ -52,8 +52,8 @@
 #include "tools.h"
 
 /* Set pg_catalog alone in search_path until tools_restore_settings(). */
-static int
-catalog_search_path(void)
+int
+tools_catalog_search_path(void)
 {
 	int			level = NewGUCNestLevel();
 
@@ -146,7 +146,7 @@ tools_defer_indexes(const ToolsJob *job)
 		char	   *comment = GetComment(indexes[i], RelationRelationId, 0);
 		char	   *name = index_name(indexes[i]);
 
-		level = catalog_search_path();
+		level = tools_catalog_search_path();
 		values[2] = CStringGetTextDatum(pg_get_indexdef_string(indexes[i]));
 		tools_restore_settings(level);
 		values[1] = DirectFunctionCall1(namein,
@@ -170,14 +170,15 @@ tools_defer_indexes(const ToolsJob *job)
 }
 
 /*
- * Whether the role may read tools.deferred_index.  A role that may not
- * cannot have deferred indexes (it could not record them); its jobs leave
- * the indexes others deferred to the jobs of those others.
+ * Whether the role may read a table of the extension (deferred_index,
+ * deferred_constraint).  A role that may not cannot have deferred anything
+ * there (it could not record it); its jobs leave what others deferred to
+ * the jobs of those others.
  */
 bool
-tools_sees_deferred_indexes(void)
+tools_may_read(const char *table)
 {
-	Oid			rel = get_relname_relid("deferred_index",
+	Oid			rel = get_relname_relid(table,
 										get_namespace_oid(TOOLS_SCHEMA, false));
 
 	return OidIsValid(rel) &&
@@ -231,11 +232,7 @@ static void
 check_definition(const ToolsJob *job, const char *qualified, const char *name,
 				 const char *definition)
 {
-#if PG_VERSION_NUM >= 140000
-	List	   *stmts = raw_parser(definition, RAW_PARSE_DEFAULT);
-#else
-	List	   *stmts = raw_parser(definition);
-#endif
+	List	   *stmts = tools_parse(definition);
 	IndexStmt  *stmt = NULL;
 
 	if (list_length(stmts) == 1 &&
@@ -290,7 +287,7 @@ tools_restore_index(const ToolsJob *job)
 				 errdetail("Its definition was: %s", definition)));
 	else
 	{
-		level = catalog_search_path();
+		level = tools_catalog_search_path();
 		check_definition(job, qualified, name, definition);
 		ereport(NOTICE,
 				(errmsg("building index %s of %s", qualified, job->target_name)));
@@ -323,10 +320,11 @@ names_include(List *objects, const char *name)
 PG_FUNCTION_INFO_V1(tools_guard_drop);
 
 /*
- * Event trigger on DROP EXTENSION and DROP SCHEMA: tools.deferred_index is
- * the only record of the indexes that jobs dropped and have not built
- * again, and goes with the extension.  Dropping the extension, or its
- * schema, is refused while it has rows.
+ * Event trigger on DROP EXTENSION and DROP SCHEMA: tools.deferred_index and
+ * tools.deferred_constraint are the only record of the indexes and foreign
+ * keys that jobs dropped and have not built again, and go with the
+ * extension.  Dropping the extension, or its schema, is refused while they
+ * have rows.
  */
 Datum
 tools_guard_drop(PG_FUNCTION_ARGS)
@@ -351,19 +349,21 @@ tools_guard_drop(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	tools_execute("SELECT pg_catalog.count(*), pg_catalog.min(pg_catalog.format("
-				  "'%I on %s', index_name, target))"
-				  " FROM " TOOLS_SCHEMA ".deferred_index",
+	tools_execute("SELECT pg_catalog.count(*), pg_catalog.min(d.what) FROM"
+				  " (SELECT pg_catalog.format('index %I on %s', index_name, target) AS what"
+				  " FROM " TOOLS_SCHEMA ".deferred_index"
+				  " UNION ALL SELECT pg_catalog.format('foreign key %I on %s', name, relation)"
+				  " FROM " TOOLS_SCHEMA ".deferred_constraint) AS d",
 				  0, NULL, NULL, NULL, SPI_OK_SELECT);
 	left = DatumGetInt64(tools_result_value(1, &isnull));
 	example = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	if (left > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
-				 errmsg("cannot drop extension tools while indexes deferred by its jobs are not built again"),
-				 errdetail("tools.deferred_index holds the only definition of %lld indexes that jobs dropped before their copy, such as %s.",
+				 errmsg("cannot drop extension tools while indexes or foreign keys deferred by its jobs are not built again"),
+				 errdetail("tools.deferred_index and tools.deferred_constraint hold the only definition of %lld indexes and foreign keys that jobs dropped before their copy, such as %s.",
 						   (long long) left, example),
-				 errhint("Resume the jobs of their runs, which build them again when they complete; or run each definition in tools.deferred_index yourself and delete its row.")));
+				 errhint("Resume the jobs of their runs, which build them again when they complete; or build each one yourself from its definition and delete its row.")));
 	SPI_finish();
 	PG_RETURN_NULL();
 }

@@ -155,11 +155,21 @@ describe_column(ToolsJob *job, ToolsKeyColumn *col, const char *name)
 void
 tools_describe_key(ToolsJob *job)
 {
-	List	   *names = key_names(job);
+	List	   *names;
 	ListCell   *lc;
 	int			i;
 	int			s;
 
+	if (job->pkey == NULL)
+	{
+		/* No key: the job copies its rows in one batch. */
+		job->nkeys = 0;
+		job->keys = NULL;
+		job->integer_key = false;
+		job->row_compare = false;
+		return;
+	}
+	names = key_names(job);
 	job->nkeys = list_length(names);
 	job->keys = palloc0(sizeof(ToolsKeyColumn) * job->nkeys);
 	i = 0;

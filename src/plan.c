@@ -314,10 +314,48 @@ plan_job(int64 run_id, PlanConfig *cfg, const char *lower, const char *upper)
 	nulls[2] = lower ? ' ' : 'n';
 	values[3] = upper ? CStringGetTextDatum(upper) : (Datum) 0;
 	nulls[3] = upper ? ' ' : 'n';
-	values[4] = CStringGetTextDatum(cfg->job.pkey);
+	values[4] = cfg->job.pkey ? CStringGetTextDatum(cfg->job.pkey) : (Datum) 0;
+	nulls[4] = cfg->job.pkey ? ' ' : 'n';
 	tools_execute("INSERT INTO " TOOLS_SCHEMA ".job (run_id, config_id, lower, upper, pkey)"
 				  " VALUES ($1, $2, $3, $4, $5)",
 				  5, types, values, nulls, SPI_OK_INSERT);
+}
+
+/*
+ * Plan the one job of a configuration without a key: it copies its rows
+ * in one batch, so a failure leaves nothing to resume from and the job's
+ * next call copies everything again, exactly.  A new run that does not
+ * empty the target after a run completed it would copy its rows twice.
+ */
+static void
+plan_keyless(int64 run_id, PlanConfig *cfg)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(cfg->job.config_id)};
+
+	if (cfg->parts > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("configuration %lld has no key to cut into %d parts",
+						(long long) cfg->job.config_id, cfg->parts),
+				 errdetail("Parts are ranges of the key."),
+				 errhint("Set pkey of tools.config row %lld to a key of the source, or set its parts to NULL.",
+						 (long long) cfg->job.config_id)));
+	if (!cfg->job.trunc &&
+		tools_execute("SELECT run_id FROM " TOOLS_SCHEMA ".job"
+					  " WHERE config_id OPERATOR(pg_catalog.=) $1"
+					  " AND state OPERATOR(pg_catalog.=) 'completed'"
+					  " ORDER BY run_id DESC LIMIT 1",
+					  1, types, values, NULL, SPI_OK_SELECT) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("configuration %lld has no key, and run %s has copied it already",
+						(long long) cfg->job.config_id,
+						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
+				 errdetail("Without a key a new run cannot tell the rows copied from the others: it would copy every row again into the target."),
+				 errhint("Set trunc of tools.config row %lld, so that the run empties the target first, or set its pkey.",
+						 (long long) cfg->job.config_id)));
+	plan_job(run_id, cfg, NULL, NULL);
 }
 
 /*
@@ -335,6 +373,11 @@ plan_config(int64 run_id, PlanConfig *cfg)
 	ListCell   *lc;
 	const char *lower = NULL;
 
+	if (cfg->job.pkey == NULL)
+	{
+		plan_keyless(run_id, cfg);
+		return;
+	}
 	if (!cfg->job.trunc &&
 		tools_execute("SELECT lower, upper, run_id, pkey FROM " TOOLS_SCHEMA ".job"
 					  " WHERE run_id OPERATOR(pg_catalog.=) (SELECT pg_catalog.max(run_id)"

@@ -150,6 +150,8 @@ tools_job_from_row(ToolsJob *job, HeapTuple row, TupleDesc desc,
 	job->part_upper = value_or_null(row, desc, 11, cxt);
 	job->defer_indexes = DatumGetBool(SPI_getbinval(row, desc, 12, &isnull));
 	job->planned_pkey = value_or_null(row, desc, 13, cxt);
+	job->sequences = DatumGetBool(SPI_getbinval(row, desc, 14, &isnull));
+	job->defer_constraints = DatumGetBool(SPI_getbinval(row, desc, 15, &isnull));
 }
 
 /*
@@ -160,27 +162,28 @@ tools_job_from_row(ToolsJob *job, HeapTuple row, TupleDesc desc,
 void
 tools_check_key_kept(const ToolsJob *job, const char *pkey, const char *where)
 {
-	if (pkey != NULL && strcmp(pkey, job->pkey) != 0)
+	if (pkey != NULL && (job->pkey == NULL || strcmp(pkey, job->pkey) != 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("key of configuration %lld changed from \"%s\" to \"%s\"",
-						(long long) job->config_id, pkey, job->pkey),
+				 errmsg("key of configuration %lld changed from \"%s\" to %s",
+						(long long) job->config_id, pkey,
+						job->pkey ? psprintf("\"%s\"", job->pkey) : "none"),
 				 errdetail("%s recorded its position in the key \"%s\"; continuing from it with another key would skip or copy rows twice.",
 						   where, pkey),
 				 errhint("Set pkey back to \"%s\", or set trunc of tools.config row %lld and plan a new run, which copies the whole source again.",
 						 pkey, (long long) job->config_id)));
 }
 
+/* Whether sql parses as "SELECT expression" and nothing more. */
 /*
- * Whether sql parses as "SELECT expression" and nothing more.  Parse errors
- * are no errors here: the text is not that.
+ * The raw parse trees of sql, or NIL where it does not parse: a syntax
+ * error is no error here, the caller says what the text should be.
  */
-static bool
-is_one_expression(const char *sql)
+List *
+tools_parse(const char *sql)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	List	   *volatile stmts = NIL;
-	SelectStmt *stmt;
 
 	PG_TRY();
 	{
@@ -197,6 +200,14 @@ is_one_expression(const char *sql)
 		stmts = NIL;
 	}
 	PG_END_TRY();
+	return stmts;
+}
+
+static bool
+is_one_expression(const char *sql)
+{
+	List	   *stmts = tools_parse(sql);
+	SelectStmt *stmt;
 
 	if (list_length(stmts) != 1 ||
 		!IsA(linitial_node(RawStmt, stmts)->stmt, SelectStmt))
@@ -268,9 +279,11 @@ tools_describe_job(ToolsJob *job)
 Oid *
 tools_param_types(const ToolsJob *job)
 {
-	Oid		   *types = palloc(sizeof(Oid) * NUM_PARAMS(job));
+	Oid		   *types = palloc(sizeof(Oid) * Max(NUM_PARAMS(job), 1));
 	int			i;
 
+	if (job->nkeys == 0)
+		return types;
 	for (i = 0; i < job->nkeys; i++)
 	{
 		types[PARAM_LAST(job, i)] = job->keys[i].type;
@@ -299,6 +312,8 @@ tools_params(const ToolsJob *job, Datum part_lower, Datum part_upper)
 		params->params[i].pflags = PARAM_FLAG_CONST;
 		params->params[i].ptype = types[i];
 	}
+	if (job->nkeys == 0)
+		return params;
 	params->params[PARAM_PART_LOWER(job)].value = part_lower;
 	params->params[PARAM_PART_LOWER(job)].isnull = job->part_lower == NULL;
 	params->params[PARAM_PART_UPPER(job)].value = part_upper;
@@ -394,13 +409,21 @@ append_key_compare(StringInfo buf, const ToolsJob *job, int n, int strategy,
 
 /*
  * WHERE clause of a batch: the condition, the key range of the batch, and
- * the job's part of the key range.  The batch's lower end is excluded
+ * the job's part of the key range (for a job without a key, the condition
+ * alone).  The batch's lower end is excluded
  * (absent for the first batch, which takes every non-NULL key); its upper
  * end is included, and without one the batch is open above.
  */
 static void
 append_where(StringInfo buf, const ToolsJob *job, bool lower, bool upper)
 {
+	if (job->nkeys == 0)
+	{
+		/* No key: the whole source, in one batch. */
+		if (job->condition != NULL)
+			appendStringInfo(buf, " WHERE (%s)", job->condition);
+		return;
+	}
 	appendStringInfoString(buf, " WHERE ");
 	if (job->condition != NULL)
 		appendStringInfo(buf, "(%s) AND ", job->condition);

@@ -37,12 +37,14 @@
  * run's lock in share mode for its life; tools.cancel() holds the run's
  * cancel lock until the run's workers are gone; a completed job holds its
  * target's lock (keyed by the table's oid) while it looks at its target's
- * deferred indexes and builds them again.
+ * deferred indexes and builds them again; a completed job holds its run's
+ * constraint lock while it looks at the run's deferred foreign keys.
  */
 #define TOOLS_JOB_LOCK_SPACE	0x7430
 #define TOOLS_RUN_LOCK_SPACE	0x7431
 #define TOOLS_CANCEL_LOCK_SPACE 0x7432
 #define TOOLS_TARGET_LOCK_SPACE 0x7433
+#define TOOLS_CONSTRAINT_LOCK_SPACE 0x7434
 
 /*
  * The advisory locks of this database that other processes hold, as a
@@ -83,13 +85,13 @@ typedef struct ToolsKeyColumn
  * The parameters of a job's statements: the lower end of a batch (its key
  * columns, excluded), the upper end (included), and the lower and upper
  * ends of the job's part of the key range (its first column; the lower
- * included, the upper excluded).
+ * included, the upper excluded).  A job without a key has none.
  */
 #define PARAM_LAST(job, i)		(i)
 #define PARAM_UPPER(job, i)		((job)->nkeys + (i))
 #define PARAM_PART_LOWER(job)	(2 * (job)->nkeys)
 #define PARAM_PART_UPPER(job)	(2 * (job)->nkeys + 1)
-#define NUM_PARAMS(job)			(2 * (job)->nkeys + 2)
+#define NUM_PARAMS(job)			((job)->nkeys > 0 ? 2 * (job)->nkeys + 2 : 0)
 
 /* What a job copies, as configured and as resolved in the catalogs. */
 typedef struct ToolsJob
@@ -109,13 +111,16 @@ typedef struct ToolsJob
 	int32		batchsize;		/* 0: one statement for everything */
 	bool		trunc;
 	bool		defer_indexes;
+	bool		defer_constraints;	/* drop the foreign keys of the run's
+									 * targets until its jobs complete */
+	bool		sequences;		/* set the target's sequences past the copy */
 
 	/* resolved by tools_describe_job() */
 	char	   *source_name;	/* schema-qualified, quoted */
 	bool		source_foreign; /* the source is a foreign table */
 	char	   *source_fdw;		/* the name of its wrapper's handler function */
 	char	   *target_name;	/* schema-qualified, quoted */
-	int			nkeys;			/* key columns */
+	int			nkeys;			/* key columns; 0: no key, one batch */
 	ToolsKeyColumn *keys;
 	bool		integer_key;	/* one integer column: tools.job.lastseq too */
 	bool		row_compare;	/* compare keys as rows: (a, b) > ($1, $2) */
@@ -142,8 +147,8 @@ typedef struct ToolsJob
 	"j.job_id, j.run_id, c.config_id, c.source, c.target, c.pkey," \
 	" c.condition, c.batchsize, c.trunc, j.lower, j.upper, c.defer_indexes," \
 	" CASE WHEN j.lastkey IS NOT NULL OR j.lower IS NOT NULL" \
-	" OR j.upper IS NOT NULL THEN j.pkey END"
-#define TOOLS_JOB_NCOLUMNS 13
+	" OR j.upper IS NOT NULL THEN j.pkey END, c.sequences, c.defer_constraints"
+#define TOOLS_JOB_NCOLUMNS 15
 #define TOOLS_JOB_FROM \
 	" FROM " TOOLS_SCHEMA ".job AS j JOIN " TOOLS_SCHEMA ".config AS c" \
 	" ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
@@ -162,9 +167,14 @@ extern void tools_target_rtable(const ToolsJob *job, List **rtable,
 								List **perminfos);
 extern const char *tools_insert_obstacle(const ToolsJob *job);
 
+/* constraints.c */
+extern void tools_defer_constraints(const ToolsJob *job);
+extern bool tools_restore_constraint(const ToolsJob *job);
+
 /* indexes.c */
+extern int	tools_catalog_search_path(void);
 extern void tools_defer_indexes(const ToolsJob *job);
-extern bool tools_sees_deferred_indexes(void);
+extern bool tools_may_read(const char *table);
 extern bool tools_restore_due(const ToolsJob *job);
 extern bool tools_restore_index(const ToolsJob *job);
 
@@ -202,6 +212,10 @@ extern bool tools_remote_prefetch(ToolsJob *job, SPIPlanPtr plan,
 extern bool tools_remote_prefetched(ToolsJob *job, Datum *upper);
 extern void tools_remote_close(ToolsJob *job);
 
+/* sequences.c */
+extern bool tools_has_sequences(const ToolsJob *job);
+extern void tools_set_sequences(const ToolsJob *job);
+
 /* spi.c */
 extern uint64 tools_execute(const char *sql, int nargs, Oid *types,
 							 Datum *values, const char *nulls, int expected);
@@ -232,5 +246,6 @@ extern bool tools_plan_any(SPIPlanPtr plan,
 						   void *arg);
 extern bool tools_plan_reads_all(SPIPlanPtr plan);
 extern void tools_check_source(const ToolsJob *job);
+extern List *tools_parse(const char *sql);
 
 #endif							/* TOOLS_H */
