@@ -1,0 +1,108 @@
+# A real schema, end to end: pgbench's tables with their foreign keys
+# (pgbench -i --foreign-keys, then a pgbench run, so that the keyless
+# pgbench_history has rows), a table with a serial key and one with an
+# identity key, copied over postgres_fdw into a target made by pgbench
+# itself with its keys and foreign keys but no rows.  Every table is
+# truncated by its run, pgbench_accounts is cut into two parts, the
+# foreign keys are deferred, and all jobs have one priority and run on
+# workers.  Planned and run twice: the second run empties the targets
+# again under their foreign keys.  Then every table equals its source,
+# every foreign key is there and validated, the secondary index is valid,
+# and the application's next INSERT with the defaults succeeds.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('pgbench');
+$node->init;
+$node->append_conf('postgresql.conf', 'max_worker_processes = 8');
+$node->start;
+my $host = $node->host;
+my $port = $node->port;
+
+$node->safe_psql('postgres', 'CREATE DATABASE src');
+$node->command_ok([ 'pgbench', '-i', '-q', '-s', '2', '--foreign-keys', '-d', $node->connstr('src') ],
+	'pgbench builds its schema with foreign keys on the source');
+$node->command_ok([ 'pgbench', '-n', '-c', '2', '-t', '500', '-d', $node->connstr('src') ],
+	'pgbench runs its workload on the source');
+$node->safe_psql('src', q{
+  CREATE TABLE public.orders (id serial PRIMARY KEY, aid int REFERENCES public.pgbench_accounts, note text);
+  INSERT INTO public.orders (aid, note) SELECT 1 + g % 1000, 'o' || g FROM generate_series(1, 3000) g;
+  CREATE TABLE public.events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at timestamptz, what text);
+  INSERT INTO public.events (at, what)
+    SELECT '2026-01-01'::timestamptz + g * interval '1 s', 'e' || g FROM generate_series(1, 2000) g;
+  ANALYZE;
+});
+
+# The target: pgbench's tables, keys and foreign keys, no rows; the same
+# two tables of the application; a secondary index.
+$node->command_ok([ 'pgbench', '-i', '-q', '-I', 'dtpf', '-d', $node->connstr('postgres') ],
+	'pgbench makes the target schema without rows');
+$node->safe_psql('postgres', qq{
+  CREATE TABLE public.orders (id serial PRIMARY KEY, aid int REFERENCES public.pgbench_accounts, note text);
+  CREATE TABLE public.events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at timestamptz, what text);
+  CREATE INDEX history_aid ON public.pgbench_history (aid);
+  CREATE EXTENSION tools;
+  CREATE EXTENSION postgres_fdw;
+  CREATE SERVER src FOREIGN DATA WRAPPER postgres_fdw
+    OPTIONS (host '$host', port '$port', dbname 'src', use_remote_estimate 'true');
+  CREATE USER MAPPING FOR CURRENT_USER SERVER src;
+  CREATE SCHEMA src;
+  IMPORT FOREIGN SCHEMA public FROM SERVER src INTO src;
+  ANALYZE src.pgbench_accounts;
+  INSERT INTO tools.config (source, target, pkey, batchsize, trunc, defer_constraints, defer_indexes, parts, priority)
+  VALUES ('src.pgbench_branches', 'public.pgbench_branches', 'bid', 1000, true, true, false, NULL, 1),
+         ('src.pgbench_tellers', 'public.pgbench_tellers', 'tid', 1000, true, true, false, NULL, 1),
+         ('src.pgbench_accounts', 'public.pgbench_accounts', 'aid', 20000, true, true, false, 2, 1),
+         ('src.pgbench_history', 'public.pgbench_history', NULL, NULL, true, true, true, NULL, 1),
+         ('src.orders', 'public.orders', 'id', 1000, true, true, false, NULL, 1),
+         ('src.events', 'public.events', 'id', 1000, true, true, false, NULL, 1);
+});
+
+my @tables = qw(pgbench_branches pgbench_tellers pgbench_accounts pgbench_history orders events);
+for my $round (1, 2)
+{
+	$node->safe_psql('postgres', 'SELECT tools.run()');
+	my $run = $node->safe_psql('postgres', 'SELECT max(run_id) FROM tools.run');
+	is($node->safe_psql('postgres', "SELECT count(*) FROM tools.job WHERE run_id = $run"), '7',
+		"round $round: seven jobs, the accounts in two parts");
+	$node->safe_psql('postgres', "SELECT tools.launch($run, workers => 3)");
+	is( $node->safe_psql('postgres', qq{
+		  SELECT string_agg(DISTINCT state::text, ',') FROM tools.wait($run)}),
+		'completed', "round $round: every target completes");
+	for my $t (@tables)
+	{
+		is( $node->safe_psql('postgres', qq{
+			  SELECT count(*) FROM ((SELECT * FROM src.$t EXCEPT ALL SELECT * FROM public.$t)
+			    UNION ALL (SELECT * FROM public.$t EXCEPT ALL SELECT * FROM src.$t)) d}),
+			'0', "round $round: $t equals its source");
+	}
+	is( $node->safe_psql('postgres', qq{
+		  SELECT count(*) FILTER (WHERE NOT ok) FROM tools.verify($run)}),
+		'0', "round $round: verify agrees for every job");
+	is( $node->safe_psql('postgres', q{
+		  SELECT string_agg(format('%s %s', conrelid::regclass, convalidated), ', '
+		           ORDER BY conrelid::regclass::text, conname)
+		    FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace}),
+		'orders t, pgbench_accounts t, pgbench_history t, pgbench_history t, pgbench_history t, pgbench_tellers t',
+		"round $round: every foreign key is back and validated");
+	is($node->safe_psql('postgres', 'SELECT count(*) FROM tools.deferred_constraint'), '0',
+		"round $round: no foreign key is left deferred");
+	is( $node->safe_psql('postgres', q{
+		  SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = 'public.history_aid'::regclass}),
+		't', "round $round: the secondary index is back and valid");
+}
+
+is($node->safe_psql('postgres', q{INSERT INTO public.orders (aid, note) VALUES (1, 'new') RETURNING id}),
+	'3001', 'the next order takes the next serial key');
+is($node->safe_psql('postgres', q{INSERT INTO public.events (at, what) VALUES (now(), 'new') RETURNING id}),
+	'2001', 'the next event takes the next identity key');
+is( $node->safe_psql('postgres', q{
+	  SELECT count(*) FROM tools.job WHERE error IS NOT NULL}),
+	'0', 'no job failed on the way');
+
+unlike(slurp_file($node->logfile), qr/terminated by signal/, 'no process crashed');
+$node->stop;
+done_testing();
