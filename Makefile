@@ -28,8 +28,10 @@ include $(PGXS)
 
 $(OBJS): src/tools.h
 
-# make bench: tools against plain PostgreSQL on a throwaway cluster
-# (bench/run; BENCH_ROWS and BENCH_REPS change its size)
+# make bench: tools against plain PostgreSQL and its peers on throwaway
+# clusters (bench/run, then bench/schema for real target schemas;
+# BENCH_ROWS, BENCH_SCALE and BENCH_REPS change their sizes)
 .PHONY: bench
 bench:
 	bash bench/run
+	bash bench/schema
