@@ -49,3 +49,41 @@ SELECT * FROM tools.verify(42);
 
 DROP TABLE source.v, public.v;
 TRUNCATE tools.config, tools.run, tools.job RESTART IDENTITY;
+
+-- A text key whose collation differs between source ("C": uppercase first)
+-- and target (ICU: letters together): each part is checked in the source's
+-- order on both sides, so an exact copy verifies.
+CREATE TABLE source.vc (k text COLLATE "C" PRIMARY KEY, n int);
+INSERT INTO source.vc SELECT chr(65 + g % 26) || chr(97 + g % 26) || g, g FROM generate_series(1, 300) g;
+INSERT INTO source.vc SELECT lower(chr(65 + g % 26)) || g, g FROM generate_series(1, 300) g;
+ANALYZE source.vc;
+CREATE TABLE public.vc (k text COLLATE "en-x-icu", n int);
+-- A key whose type differs: int in the source, text in the target.
+CREATE TABLE source.vt (id int PRIMARY KEY, n int);
+INSERT INTO source.vt SELECT g, g FROM generate_series(1, 500) g;
+ANALYZE source.vt;
+CREATE TABLE public.vt (id text, n int);
+INSERT INTO tools.config (source, target, pkey, batchsize, parts) VALUES
+  ('source.vc', 'public.vc', 'k', 100, 3),
+  ('source.vt', 'public.vt', 'id', 100, 2);
+SELECT count(*) FROM tools.run();
+CALL tools.start(1);
+CALL tools.start(2);
+CALL tools.start(3);
+CALL tools.start(4);
+CALL tools.start(5);
+SELECT job_id, target, source_rows, target_rows, ok FROM tools.verify() ORDER BY job_id;
+-- A changed row is still found in its part.
+UPDATE public.vc SET n = -1 WHERE k = 'a26';
+SELECT job_id, ok FROM tools.verify() ORDER BY job_id;
+
+-- A condition naming a column the target lacks: the error says that the
+-- condition applies to the target too.
+ALTER TABLE source.vt ADD COLUMN only_here int DEFAULT 1;
+UPDATE tools.config SET condition = 'only_here = 1' WHERE target = 'public.vt'::regclass;
+\set VERBOSITY default
+SELECT job_id, ok FROM tools.verify() ORDER BY job_id;
+\set VERBOSITY terse
+
+DROP TABLE source.vc, public.vc, source.vt, public.vt;
+TRUNCATE tools.config, tools.run, tools.job RESTART IDENTITY;

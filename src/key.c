@@ -22,8 +22,10 @@
 #include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "catalog/pg_attribute.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
+#include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -82,6 +84,47 @@ operator_sql(Oid opno)
 }
 
 /*
+ * The target's column of a key column, as the key's type and in the
+ * source column's collation where the target's differ: compared with key
+ * values, it orders as the source does, so that a key range holds the same
+ * rows on both sides (tools.verify()).
+ */
+static char *
+target_expr(const ToolsJob *job, const ToolsKeyColumn *col,
+			Oid source_collation)
+{
+	char	   *name = pstrdup(quote_identifier(col->attname));
+	Oid			type;
+	int32		typmod;
+	Oid			collation;
+	StringInfoData buf;
+
+	get_atttypetypmodcoll(job->target, get_attnum(job->target, col->attname),
+						  &type, &typmod, &collation);
+	if (getBaseType(type) == col->type && collation == source_collation)
+		return name;
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "(%s::%s", name,
+					 format_type_extended(col->type, -1, FORMAT_TYPE_FORCE_QUALIFY));
+	if (OidIsValid(source_collation))
+	{
+		HeapTuple	tuple = SearchSysCache1(COLLOID,
+											ObjectIdGetDatum(source_collation));
+		Form_pg_collation coll;
+
+		if (!HeapTupleIsValid(tuple))
+			elog(ERROR, "cache lookup failed for collation %u", source_collation);
+		coll = (Form_pg_collation) GETSTRUCT(tuple);
+		appendStringInfo(&buf, " COLLATE %s",
+						 quote_qualified_identifier(get_namespace_name(coll->collnamespace),
+													NameStr(coll->collname)));
+		ReleaseSysCache(tuple);
+	}
+	appendStringInfoChar(&buf, ')');
+	return buf.data;
+}
+
+/*
  * One key column: its type and the operators of its type's default btree
  * ordering, or an error naming the column when the type has none.
  */
@@ -94,6 +137,7 @@ describe_column(ToolsJob *job, ToolsKeyColumn *col, const char *name)
 	TypeCacheEntry *tc;
 	bool		varlena;
 	int			s;
+	Oid			source_collation;
 
 	if (attnum <= 0)
 		ereport(ERROR,
@@ -111,6 +155,7 @@ describe_column(ToolsJob *job, ToolsKeyColumn *col, const char *name)
 	att = (Form_pg_attribute) GETSTRUCT(tuple);
 	col->type = getBaseType(att->atttypid);
 	col->not_null = att->attnotnull;
+	source_collation = att->attcollation;
 	ReleaseSysCache(tuple);
 	get_typlenbyval(col->type, &col->typlen, &col->typbyval);
 
@@ -144,6 +189,7 @@ describe_column(ToolsJob *job, ToolsKeyColumn *col, const char *name)
 
 	col->attname = pstrdup(name);
 	col->name = pstrdup(quote_identifier(name));
+	col->target_expr = target_expr(job, col, source_collation);
 	getTypeInputInfo(col->type, &col->input, &col->ioparam);
 	getTypeOutputInfo(col->type, &col->output, &varlena);
 }

@@ -358,27 +358,28 @@ tools_key_not_null(const ToolsJob *job)
  */
 static void
 append_column_compare(StringInfo buf, const ToolsJob *job, int i, int n,
-					  int strategy, int first)
+					  int strategy, int first, bool target)
 {
 	const ToolsKeyColumn *col = &job->keys[i];
+	const char *name = target ? col->target_expr : col->name;
 	bool		greater = strategy == BTGreaterStrategyNumber ||
 		strategy == BTGreaterEqualStrategyNumber;
 
 	if (i == n - 1)
 	{
-		appendStringInfo(buf, "%s %s $%d", col->name, col->ops[strategy],
+		appendStringInfo(buf, "%s %s $%d", name, col->ops[strategy],
 						 first + i + 1);
 		return;
 	}
 	appendStringInfo(buf, "%s %s $%d AND NOT (%s %s $%d AND ",
-					 col->name,
+					 name,
 					 col->ops[greater ? BTGreaterEqualStrategyNumber : BTLessEqualStrategyNumber],
 					 first + i + 1,
-					 col->name, col->ops[BTEqualStrategyNumber], first + i + 1);
+					 name, col->ops[BTEqualStrategyNumber], first + i + 1);
 	/* NOT (x > y) is x <= y, NOT (x >= y) is x < y, and the other way */
 	append_column_compare(buf, job, i + 1, n,
 						  strategy >= BTGreaterEqualStrategyNumber ?
-						  strategy - 3 : strategy + 3, first);
+						  strategy - 3 : strategy + 3, first, target);
 	appendStringInfoChar(buf, ')');
 }
 
@@ -387,15 +388,17 @@ append_column_compare(StringInfo buf, const ToolsJob *job, int i, int n,
  * number first on, by a btree strategy (<, <=, >= or >).  Several columns
  * are compared as rows where the planner takes that as an index range;
  * otherwise column by column, in a form that a foreign data wrapper sends to
- * the remote server whole.
+ * the remote server whole.  On the target's side, each column is taken as
+ * the source's key type and collation (ToolsKeyColumn.target_expr), so
+ * that a range holds the same rows on both sides.
  */
 static void
 append_key_compare(StringInfo buf, const ToolsJob *job, int n, int strategy,
-				   int first)
+				   int first, bool target)
 {
 	int			i;
 
-	if (n > 1 && job->row_compare)
+	if (n > 1 && job->row_compare && !target)
 	{
 		appendStringInfo(buf, "ROW(%s) %s ROW(", tools_key_list(job, ""),
 						 job->keys[0].ops[strategy]);
@@ -404,7 +407,7 @@ append_key_compare(StringInfo buf, const ToolsJob *job, int n, int strategy,
 		appendStringInfoChar(buf, ')');
 	}
 	else
-		append_column_compare(buf, job, 0, n, strategy, first);
+		append_column_compare(buf, job, 0, n, strategy, first, target);
 }
 
 /*
@@ -415,7 +418,8 @@ append_key_compare(StringInfo buf, const ToolsJob *job, int n, int strategy,
  * end is included, and without one the batch is open above.
  */
 static void
-append_where(StringInfo buf, const ToolsJob *job, bool lower, bool upper)
+append_where(StringInfo buf, const ToolsJob *job, bool lower, bool upper,
+			 bool target)
 {
 	if (job->nkeys == 0)
 	{
@@ -429,26 +433,26 @@ append_where(StringInfo buf, const ToolsJob *job, bool lower, bool upper)
 		appendStringInfo(buf, "(%s) AND ", job->condition);
 	if (lower)
 		append_key_compare(buf, job, job->nkeys, BTGreaterStrategyNumber,
-						   PARAM_LAST(job, 0));
+						   PARAM_LAST(job, 0), target);
 	else
 		appendStringInfoString(buf, tools_key_not_null(job));
 	if (job->part_lower != NULL)
 	{
 		appendStringInfoString(buf, " AND ");
 		append_key_compare(buf, job, 1, BTGreaterEqualStrategyNumber,
-						   PARAM_PART_LOWER(job));
+						   PARAM_PART_LOWER(job), target);
 	}
 	if (job->part_upper != NULL)
 	{
 		appendStringInfoString(buf, " AND ");
 		append_key_compare(buf, job, 1, BTLessStrategyNumber,
-						   PARAM_PART_UPPER(job));
+						   PARAM_PART_UPPER(job), target);
 	}
 	if (upper)
 	{
 		appendStringInfoString(buf, " AND ");
 		append_key_compare(buf, job, job->nkeys, BTLessEqualStrategyNumber,
-						   PARAM_UPPER(job, 0));
+						   PARAM_UPPER(job, 0), target);
 	}
 }
 
@@ -467,7 +471,7 @@ tools_bound_sql(const ToolsJob *job, bool lower, bool last)
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "SELECT %s FROM %s", tools_key_list(job, ""),
 					 job->source_name);
-	append_where(&buf, job, lower, false);
+	append_where(&buf, job, lower, false, false);
 	if (last)
 		appendStringInfo(&buf, " ORDER BY %s LIMIT 1",
 						 tools_key_list(job, " DESC"));
@@ -485,7 +489,7 @@ tools_select_sql(const ToolsJob *job, bool lower)
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "SELECT %s FROM %s", job->columns, job->source_name);
-	append_where(&buf, job, lower, true);
+	append_where(&buf, job, lower, true, false);
 	return buf.data;
 }
 
@@ -499,17 +503,18 @@ tools_copy_sql(const ToolsJob *job, bool lower)
 }
 
 /*
- * Select list from the rows of the job's whole range in a relation: the
- * source, or the target, where the condition and the part apply too.
+ * Select list from the rows of the job's whole range in the source, or in
+ * the target, where the condition and the part apply too.
  */
 char *
-tools_range_sql(const ToolsJob *job, const char *list, const char *relation)
+tools_range_sql(const ToolsJob *job, const char *list, bool target)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "SELECT %s FROM %s", list, relation);
-	append_where(&buf, job, false, false);
+	appendStringInfo(&buf, "SELECT %s FROM %s", list,
+					 target ? job->target_name : job->source_name);
+	append_where(&buf, job, false, false, target);
 	return buf.data;
 }
 

@@ -45,12 +45,19 @@
 	"('x' OPERATOR(pg_catalog.||) pg_catalog.left(pg_catalog.md5(" \
 	"ROW(%s)::pg_catalog.text), 16))::pg_catalog.bit(64)::pg_catalog.int8"
 
+/* Whether the range being read is the target's, for the error context. */
+static bool reading_target = false;
+
 static void
 range_error_context(void *arg)
 {
 	ToolsJob   *job = (ToolsJob *) arg;
 
-	errcontext("range of tools job %lld", (long long) job->job_id);
+	if (reading_target)
+		errcontext("range of tools job %lld in its target %s, where the key's bounds and the condition apply to the target's columns",
+				   (long long) job->job_id, job->target_name);
+	else
+		errcontext("range of tools job %lld", (long long) job->job_id);
 }
 
 /* The jobs of a run, by id: TOOLS_JOB_COLUMNS rows in SPI_tuptable. */
@@ -60,6 +67,17 @@ select_jobs(int64 run_id)
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(run_id)};
 
+	if (tools_execute("SELECT job_id FROM " TOOLS_SCHEMA ".job"
+					  " WHERE run_id OPERATOR(pg_catalog.=) $1 AND config_id IS NULL"
+					  " ORDER BY job_id LIMIT 1",
+					  1, types, values, NULL, SPI_OK_SELECT) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("configuration of job %s does not exist",
+						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
+				 errdetail("Its tools.config row was deleted after run %lld was planned: its source, key and condition are not known any more.",
+						   (long long) run_id),
+				 errhint("Plan a new run with tools.run().")));
 	return tools_execute("SELECT " TOOLS_JOB_COLUMNS TOOLS_JOB_FROM
 						 " WHERE j.run_id OPERATOR(pg_catalog.=) $1"
 						 " ORDER BY j.job_id",
@@ -128,14 +146,13 @@ job_total(ToolsJob *job, bool exact)
 	params = range_params(job);
 	if (exact)
 	{
-		range_values(job, tools_range_sql(job, "pg_catalog.count(*)",
-										  job->source_name),
+		range_values(job, tools_range_sql(job, "pg_catalog.count(*)", false),
 					 params, 1, &count);
 		return DatumGetInt64(DirectFunctionCall1(int8in, CStringGetDatum(count)));
 	}
 
 	/* A cursor gets the plan for these parameters; it is never read. */
-	plan = prepare_range(job, tools_range_sql(job, "1", job->source_name));
+	plan = prepare_range(job, tools_range_sql(job, "1", false));
 	portal = SPI_cursor_open_with_paramlist(NULL, plan, params, true);
 	rows = linitial_node(PlannedStmt, portal->stmts)->planTree->plan_rows;
 	SPI_cursor_close(portal);
@@ -280,12 +297,14 @@ source_columns(const ToolsJob *job)
 /* The count and the hash sum of the job's range in a relation. */
 static void
 compare_side(const ToolsJob *job, ParamListInfo params, const char *columns,
-			 const char *relation, char **values)
+			 bool target, char **values)
 {
 	char	   *list = psprintf("pg_catalog.count(*), pg_catalog.sum(" ROW_HASH_SQL ")",
 								columns);
 
-	range_values(job, tools_range_sql(job, list, relation), params, 2, values);
+	reading_target = target;
+	range_values(job, tools_range_sql(job, list, target), params, 2, values);
+	reading_target = false;
 	if (values[1] == NULL)
 		values[1] = "0";
 }
@@ -315,6 +334,7 @@ tools_verify(PG_FUNCTION_ARGS)
 	njobs = select_jobs(run_id);
 	jobs = SPI_tuptable;
 	level = tools_fix_style();
+	reading_target = false;
 	errcb.callback = range_error_context;
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
@@ -332,9 +352,8 @@ tools_verify(PG_FUNCTION_ARGS)
 		errcb.arg = &job;
 		tools_describe_job(&job);
 		params = range_params(&job);
-		compare_side(&job, params, source_columns(&job), job.source_name,
-					 source);
-		compare_side(&job, params, job.columns, job.target_name, target);
+		compare_side(&job, params, source_columns(&job), false, source);
+		compare_side(&job, params, job.columns, true, target);
 
 		values[0] = Int64GetDatum(job.job_id);
 		values[1] = ObjectIdGetDatum(job.target);

@@ -68,6 +68,8 @@
 typedef struct ToolsKeyColumn
 {
 	char	   *name;			/* quoted */
+	char	   *target_expr;	/* the target's column as the key's type and
+								 * collation, for the target's side */
 	char	   *attname;		/* as the catalogs spell it */
 	Oid			type;			/* base type */
 	int16		typlen;
@@ -234,7 +236,7 @@ extern Oid *tools_param_types(const ToolsJob *job);
 extern ParamListInfo tools_params(const ToolsJob *job, Datum part_lower,
 								  Datum part_upper);
 extern char *tools_range_sql(const ToolsJob *job, const char *list,
-							 const char *relation);
+							 bool target);
 extern char *tools_bound_sql(const ToolsJob *job, bool lower, bool last);
 extern char *tools_select_sql(const ToolsJob *job, bool lower);
 extern char *tools_copy_sql(const ToolsJob *job, bool lower);

@@ -1,6 +1,6 @@
-# Citus targets: a distributed table and a reference table on a single-node
-# Citus cluster (the coordinator holds the shards), copied from a local
-# table and from a postgres_fdw foreign table.  Citus plans every insert
+# Citus targets: a distributed table, a reference table and a Citus local
+# table on a single-node Citus cluster (the coordinator holds the shards),
+# copied from a local table and from a postgres_fdw foreign table.  Citus plans every insert
 # into its tables and puts the rows in its shards; the coordinator's own
 # table of the same name stays empty and is never read.  Writing the way
 # COPY does into that table would report rows that no query finds, so a
@@ -55,10 +55,13 @@ $node->safe_psql('postgres', qq{
   SELECT create_distributed_table('public.dist_fdw', 'id');
   CREATE TABLE public.ref (id int PRIMARY KEY, grp int, v text);
   SELECT create_reference_table('public.ref');
+  CREATE TABLE public.loc (id int PRIMARY KEY, grp int, v text);
+  SELECT citus_add_local_table_to_metadata('public.loc');
   INSERT INTO tools.config (source, target, pkey, batchsize, trunc, parts) VALUES
     ('source.items', 'public.dist', 'id', 3000, true, 2),
     ('src.items', 'public.dist_fdw', 'id', 3000, true, NULL),
-    ('source.items', 'public.ref', 'id', 3000, true, NULL);
+    ('source.items', 'public.ref', 'id', 3000, true, NULL),
+    ('source.items', 'public.loc', 'id', 3000, true, NULL);
 });
 
 # Run twice: the second run empties each target (TRUNCATE through Citus)
@@ -70,8 +73,9 @@ for my $round (1, 2)
 	is( $node->safe_psql('postgres', q{
 		  SELECT string_agg(DISTINCT state::text, ', '), count(*), sum(rows)
 		    FROM tools.job WHERE run_id = (SELECT max(run_id) FROM tools.job)}),
-		'completed|4|60000', "round $round: every job completes, with all its rows");
-	for my $t ([ 'dist', 'source.items' ], [ 'dist_fdw', 'src.items' ], [ 'ref', 'source.items' ])
+		'completed|5|80000', "round $round: every job completes, with all its rows");
+	for my $t ([ 'dist', 'source.items' ], [ 'dist_fdw', 'src.items' ], [ 'ref', 'source.items' ],
+		[ 'loc', 'source.items' ])
 	{
 		my ($target, $source) = @$t;
 		is( $node->safe_psql('postgres', qq{
@@ -86,7 +90,7 @@ for my $round (1, 2)
 
 is( $node->safe_psql('postgres', q{
 	  SELECT pg_relation_size('public.dist') + pg_relation_size('public.dist_fdw')
-	       + pg_relation_size('public.ref')}),
+	       + pg_relation_size('public.ref') + pg_relation_size('public.loc')}),
 	'0', 'nothing was written into the coordinator\'s shell tables');
 
 # The reason is told at DEBUG1.
