@@ -7,6 +7,10 @@ INSERT INTO public.e VALUES (0, 'kept');
 INSERT INTO tools.config (source, target, pkey, batchsize, trunc) VALUES ('source.e', 'public.e', 'id', 5, true);
 SELECT statement FROM tools.run();
 
+-- Targets that are not table names.
+SELECT statement FROM tools.run('{""}');
+SELECT statement FROM tools.run('{"a.b.c.d"}');
+
 -- Unknown job, NULL job.
 CALL tools.start(42);
 CALL tools.start(NULL);
@@ -167,5 +171,20 @@ SELECT count(*) FROM public.nokey;
 INSERT INTO tools.config (source, target, pkey)
 VALUES ('"public"."nokey"', 'nokey', 'id');
 DROP VIEW public.nokey_view, public.nokey_join;
+TRUNCATE tools.config, tools.run, tools.job RESTART IDENTITY;
+
+-- A target whose rule replaces every INSERT: the rows would go nowhere
+-- the job counts them.
+CREATE TABLE public.ruled (id int, v text);
+CREATE RULE nothing AS ON INSERT TO public.ruled DO INSTEAD NOTHING;
+INSERT INTO tools.config (source, target, pkey) VALUES ('source.e', 'public.ruled', 'id');
+SELECT statement FROM tools.run();
+CALL tools.start(1);
+-- verify() and estimate() of a run whose configuration was deleted: the
+-- jobs cannot be described any more, and they say so.
+DELETE FROM tools.config;
+SELECT * FROM tools.verify(1);
+SELECT * FROM tools.estimate(1);
+DROP TABLE public.ruled;
 DROP TABLE public.nokey;
 TRUNCATE tools.config, tools.run, tools.job RESTART IDENTITY;

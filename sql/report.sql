@@ -33,6 +33,8 @@ SELECT job_id, state, tools.active(job_id), tools.current_state(state, job_id)
   FROM tools.job WHERE job_id = 2;
 -- A job read running just before it completed, whose process let go of its
 -- lock since: it is read again, and completed.
+-- No state or no job: no answer.
+SELECT tools.current_state(NULL, NULL) IS NULL AS none, tools.current_state('running', NULL) IS NULL AS no_job;
 SELECT state AS recorded, tools.current_state('running', job_id)
   FROM tools.job WHERE job_id = 1;
 

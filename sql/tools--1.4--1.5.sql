@@ -88,3 +88,6 @@ CREATE POLICY owner_rights ON @extschema@.deferred_constraint
         'USAGE'));
 
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.deferred_constraint', '');
+
+-- No state, or no job: no answer.
+ALTER FUNCTION @extschema@.current_state(@extschema@.state, bigint) STRICT;

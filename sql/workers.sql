@@ -29,6 +29,7 @@ SELECT tools.run() IS NOT NULL;
 
 -- Bad arguments, a run that does not exist, a run not yet committed.
 SELECT tools.launch(workers => 0);
+SELECT tools.launch(workers => NULL);
 SELECT tools.launch(42);
 SELECT * FROM tools.wait(42);
 SELECT tools.cancel(42);

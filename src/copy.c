@@ -42,6 +42,7 @@
 #include "nodes/parsenodes.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/datum.h"
@@ -474,17 +475,47 @@ set_last_from_array(CopyState *st, Datum lastkey)
 	set_last(st, values);
 }
 
+/* Refuse a job whose caller has a right on no column of a relation. */
+static void
+check_right(const ToolsJob *job, Oid relid, AclMode mode, const char *what,
+			const char *role, const char *relation)
+{
+	Oid			user = GetUserId();
+
+	if (pg_class_aclcheck(relid, user, mode) == ACLCHECK_OK ||
+		(mode != ACL_TRUNCATE &&
+		 pg_attribute_aclcheck_all(relid, user, mode, ACLMASK_ANY) == ACLCHECK_OK))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied to %s %s %s", what, role, relation),
+			 errdetail("Job %lld runs as role \"%s\".", (long long) job->job_id,
+					   GetUserNameFromId(user, false)),
+			 errhint("GRANT %s ON %s TO \"%s\", or run the job as a role that has it.",
+					 mode == ACL_SELECT ? "SELECT" :
+					 mode == ACL_INSERT ? "INSERT" : "TRUNCATE",
+					 relation, GetUserNameFromId(user, false))));
+}
+
 /*
  * Check the caller's rights on the source and target columns the copy uses
- * before the target is emptied: EXPLAIN checks them as the copy will,
- * without running it.
+ * before the target is emptied: first whether it may read the source and
+ * write into the target at all, each named, then, with EXPLAIN, each column
+ * as the copy will use it, without running it.
  */
 static void
 check_rights(CopyState *st)
 {
 	ToolsJob   *job = &st->job;
-	Datum	   *values = palloc0(sizeof(Datum) * NUM_PARAMS(job));
-	char	   *nulls = palloc(NUM_PARAMS(job));
+	Datum	   *values = palloc0(sizeof(Datum) * Max(NUM_PARAMS(job), 1));
+	char	   *nulls = palloc(Max(NUM_PARAMS(job), 1));
+
+	check_right(job, job->source, ACL_SELECT, "read", "source", job->source_name);
+	check_right(job, job->target, ACL_INSERT, "write into", "target",
+				job->target_name);
+	if (job->trunc)
+		check_right(job, job->target, ACL_TRUNCATE, "empty", "target",
+					job->target_name);
 
 	memset(nulls, 'n', NUM_PARAMS(job));
 	tools_execute(psprintf("EXPLAIN %s", tools_copy_sql(job, true)),

@@ -26,6 +26,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/tuplestore.h"
+#include "utils/varlena.h"
 
 #include "tools.h"
 
@@ -115,8 +116,18 @@ resolve_targets(ArrayType *names)
 				 errmsg("targets must not contain NULL")));
 	deconstruct_array(names, TEXTOID, -1, false, TYPALIGN_INT, &elems, NULL, &n);
 	for (i = 0; i < n; i++)
-		elems[i] = DirectFunctionCall1(regclassin,
-									   CStringGetDatum(TextDatumGetCString(elems[i])));
+	{
+		char	   *name = TextDatumGetCString(elems[i]);
+		List	   *names = NIL;
+
+		if (!SplitIdentifierString(pstrdup(name), '.', &names) || names == NIL ||
+			list_length(names) > 3)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_NAME),
+					 errmsg("target \"%s\" is not a table name", name),
+					 errhint("Name each target as a table, optionally schema-qualified, as in '{public.orders}'; pass '{}' for every target.")));
+		elems[i] = DirectFunctionCall1(regclassin, CStringGetDatum(name));
+	}
 	values[0] = PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid),
 												true, TYPALIGN_INT));
 

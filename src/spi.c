@@ -37,6 +37,12 @@ tools_execute_plan(SPIPlanPtr plan, ParamListInfo params, bool read_only,
 {
 	int			rc = SPI_execute_plan_with_paramlist(plan, params, read_only, 0);
 
+	if (rc == SPI_OK_REWRITTEN && expected == SPI_OK_INSERT)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("a rule of the target turns the job's INSERT into another statement"),
+				 errdetail("The rows would not be written where the job counts them."),
+				 errhint("Drop the target's unconditional INSTEAD rule, or copy into another table.")));
 	if (rc != expected)
 		elog(ERROR, "SPI_execute_plan_with_paramlist failed: %s",
 			 SPI_result_code_string(rc));

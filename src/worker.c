@@ -493,7 +493,12 @@ tools_launch(PG_FUNCTION_ARGS)
 	int			wanted;
 	int			started;
 
-	if (PG_ARGISNULL(1) || PG_GETARG_INT32(1) < 1)
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("workers must not be NULL"),
+				 errhint("Give the number of workers to start, or leave it out for 2.")));
+	if (PG_GETARG_INT32(1) < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("workers must be at least 1")));
