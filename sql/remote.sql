@@ -168,6 +168,26 @@ RESET ROLE;
 SELECT job_id, state, rows FROM tools.job WHERE job_id = 8;
 SELECT public.job_connections();
 
+-- A foreign table that points back at its own target, through a server
+-- that is this one and this database: refused before the target is
+-- emptied (a trunc job would otherwise wait for ever on its own lock, or
+-- copy every row twice).
+TRUNCATE tools.config, tools.run, tools.job RESTART IDENTITY;
+SELECT public.loopback_server('self', :'home');
+CREATE USER MAPPING FOR CURRENT_USER SERVER self;
+CREATE TABLE public.selfish (id int PRIMARY KEY, v text);
+INSERT INTO public.selfish SELECT g, 'v' || g FROM generate_series(1, 100) g;
+CREATE FOREIGN TABLE src.selfish (id int, v text) SERVER self
+  OPTIONS (schema_name 'public', table_name 'selfish');
+INSERT INTO tools.config (source, target, pkey, batchsize, trunc) VALUES ('src.selfish', 'public.selfish', 'id', 10, true);
+SELECT statement FROM tools.run();
+CALL tools.start(1);
+SELECT count(*) FROM public.selfish;
+DROP FOREIGN TABLE src.selfish;
+DROP TABLE public.selfish;
+DROP USER MAPPING FOR CURRENT_USER SERVER self;
+DROP SERVER self;
+
 DROP TABLE public.kinds, public.kinds_latin, public.moods, public.moods_parts, public.ratios;
 DROP FUNCTION public.job_connections();
 DROP SCHEMA src CASCADE;

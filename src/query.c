@@ -617,9 +617,12 @@ stmt_reads_relation(PlannedStmt *stmt, void *arg)
 
 /*
  * Refuse a source that reads the target: a view over it, or a view whose
- * query reads it among others.  Such a job would read what it writes: a
- * trunc run would empty its own source, another would double every row.
- * The caller is connected to SPI.
+ * query reads it among others, or a postgres_fdw table that points back at
+ * it (where the job reads it with COPY: tools_remote_reads_target()).  Such
+ * a job would read what it writes: a trunc run would empty its own source,
+ * or wait for ever on its own lock, another would double every row.  A
+ * function that reads the target is not seen.  The caller is connected to
+ * SPI.
  */
 void
 tools_check_source(const ToolsJob *job)
@@ -635,6 +638,8 @@ tools_check_source(const ToolsJob *job)
 	reads = tools_plan_any(plan, stmt_reads_relation, &target);
 	SPI_freeplan(plan);
 	MemoryContextSwitchTo(cxt);
+	if (!reads && job->remote != NULL)
+		reads = tools_remote_reads_target((ToolsJob *) job);
 	if (reads)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),

@@ -57,6 +57,7 @@
 #include "access/transam.h"
 #include "catalog/pg_class.h"
 #include "commands/copy.h"
+#include "commands/dbcommands.h"
 #include "commands/defrem.h"
 #include "executor/executor.h"
 #include "foreign/foreign.h"
@@ -75,6 +76,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 #if PG_VERSION_NUM >= 140000
 #include "utils/wait_event.h"
 #endif
@@ -833,7 +835,66 @@ tools_remote_prefetched(ToolsJob *job, Datum *upper)
 	return found;
 }
 
+/*
+ * Whether the source's remote table is the job's target: a postgres_fdw
+ * server that points back at this server and this database, and a remote
+ * table of the target's OID.  Such a job would read what it writes, and a
+ * trunc run would wait for ever on its own lock.  The remote server is
+ * this one when it started at the same instant.  Checked over the job's
+ * COPY connection, which the batches use next.
+ */
+bool
+tools_remote_reads_target(ToolsJob *job)
+{
+	ToolsRemote *r = job->remote;
+	ForeignTable *table = GetForeignTable(job->source);
+	const char *nspname = get_namespace_name(get_rel_namespace(job->source));
+	const char *relname = get_rel_name(job->source);
+	const char *name;
+	const char *params[1];
+	PGresult   *res;
+	ListCell   *lc;
+	bool		same;
+
+	foreach(lc, table->options)
+	{
+		DefElem    *def = lfirst_node(DefElem, lc);
+
+		if (strcmp(def->defname, "schema_name") == 0)
+			nspname = defGetString(def);
+		else if (strcmp(def->defname, "table_name") == 0)
+			relname = defGetString(def);
+	}
+	name = quote_qualified_identifier(nspname, relname);
+
+	if (r->copy.conn == NULL)
+		remote_connect(job, r, &r->copy);
+	params[0] = name;
+	r->copy.sql = "SELECT (EXTRACT(epoch FROM pg_catalog.pg_postmaster_start_time())"
+		" OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8,"
+		" pg_catalog.current_database(), pg_catalog.to_regclass($1)::pg_catalog.oid";
+	if (!PQsendQueryParams(r->copy.conn, r->copy.sql, 1, NULL, params, NULL,
+						   NULL, 0))
+		remote_error(&r->copy, NULL);
+	res = last_result(&r->copy, PGRES_TUPLES_OK);
+	same = !PQgetisnull(res, 0, 2) &&
+		strtoll(PQgetvalue(res, 0, 0), NULL, 10) ==
+		PgStartTime + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) *
+		SECS_PER_DAY * USECS_PER_SEC &&
+		strcmp(PQgetvalue(res, 0, 1), get_database_name(MyDatabaseId)) == 0 &&
+		strtoul(PQgetvalue(res, 0, 2), NULL, 10) == job->target;
+	PQclear(res);
+	r->copy.sql = NULL;
+	return same;
+}
+
 #else							/* PG_VERSION_NUM < 140000 */
+
+bool
+tools_remote_reads_target(ToolsJob *job)
+{
+	return false;
+}
 
 /* Never called: no job reads with COPY. */
 bool

@@ -213,6 +213,7 @@ extern bool tools_remote_prefetch(ToolsJob *job, SPIPlanPtr plan,
 								  ParamListInfo params);
 extern bool tools_remote_prefetched(ToolsJob *job, Datum *upper);
 extern void tools_remote_close(ToolsJob *job);
+extern bool tools_remote_reads_target(ToolsJob *job);
 
 /* sequences.c */
 extern bool tools_has_sequences(const ToolsJob *job);
