@@ -88,7 +88,40 @@ like(slurp_file($node->logfile), qr/job 1 was deleted while it was copying/,
 is($node->safe_psql('postgres', 'SELECT count(*), count(DISTINCT id) FROM public.t'), '3000|3000',
 	'nothing was copied after the job was deleted');
 
-# 3. A job that deferred its target's index fails; its configuration is
+# 3. The rights on the extension's tables revoked under a running worker
+# of a role that is not superuser: the batch cannot be recorded and rolls
+# back, and the worker leaves instead of looping.
+$node->safe_psql('postgres', q{
+  DROP EXTENSION tools;
+  CREATE ROLE alice LOGIN;
+  GRANT CREATE ON SCHEMA public TO alice;
+  GRANT USAGE ON SCHEMA source TO alice;
+});
+$node->safe_psql('postgres', $setup);
+$node->safe_psql('postgres', q{
+  GRANT USAGE ON SCHEMA tools TO alice;
+  GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA tools TO alice;
+  GRANT SELECT ON source.s TO alice;
+  ALTER TABLE public.t OWNER TO alice;
+  INSERT INTO tools.config (source, target, pkey, batchsize, condition)
+  VALUES ('source.s', 'public.t', 'id', 1000, 'public.gate(id)');
+  SELECT tools.run();
+});
+$gate->close;
+$node->psql('postgres', 'SELECT tools.launch(workers => 1)', extra_params => [ '-U', 'alice' ]);
+$node->poll_query_until('postgres', q{
+  SELECT count(*) = 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = 42 AND NOT granted})
+  or die 'the job did not reach the gate';
+$node->safe_psql('postgres', 'REVOKE ALL ON ALL TABLES IN SCHEMA tools FROM alice');
+$gate->open;
+ok($node->poll_query_until('postgres', "SELECT ($workers) = 0"),
+	'the worker leaves once its rights on the bookkeeping are revoked');
+is($node->safe_psql('postgres', 'SELECT count(*), count(DISTINCT id) FROM public.t'), '3000|3000',
+	'nothing was copied after the rights were revoked');
+is($node->safe_psql('postgres', 'SELECT rows FROM tools.job'), '3000',
+	'the job records the committed batches');
+
+# 4. A job that deferred its target's index fails; its configuration is
 # deleted.  The index's definition is the only record of it: dropping the
 # extension, or its schema, is refused until it is built again.
 $node->safe_psql('postgres', 'DROP EXTENSION tools');
