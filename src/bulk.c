@@ -514,4 +514,14 @@ tools_bulk_copy(const ToolsJob *job, SPIPlanPtr plan, ParamListInfo params)
 	return tools_bulk_end(dest);
 }
 
+#else							/* PG_VERSION_NUM < 140000 */
+
+/* Never called: tools_bulk_obstacle() keeps every job off the bulk path. */
+uint64
+tools_bulk_copy(const ToolsJob *job, SPIPlanPtr plan, ParamListInfo params)
+{
+	elog(ERROR, "the bulk path needs PostgreSQL 14 or later");
+	return 0;
+}
+
 #endif							/* PG_VERSION_NUM >= 140000 */

@@ -6,8 +6,17 @@
 
 set -euo pipefail
 
+# The PostgreSQL major to build and test against.  Debian 12 ships 15;
+# another major is built from Debian's own source package into a cache
+# outside the clone, kept between runs on the same machine (pg_build).
 PGVERSION=${PGVERSION:-15}
-export PATH="/usr/lib/postgresql/$PGVERSION/bin:$PATH"
+PGCACHE=${PGCACHE:-/var/cache/tools-tests}
+if [ "$PGVERSION" = 15 ]; then
+    PGBIN=/usr/lib/postgresql/$PGVERSION/bin
+else
+    PGBIN=$PGCACHE/pg$PGVERSION/bin
+fi
+export PATH="$PGBIN:$PATH"
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Run a command as root: directly, or through sudo.
@@ -29,10 +38,15 @@ as_cluster_user() {
     fi
 }
 
-# Install the Debian packages the build and the tests need, if missing.
+# Install the Debian packages the build and the tests need, if missing
+# (for a major that Debian 12 does not ship: what building it needs, then
+# the build).
 install_deps() {
     local pkgs="postgresql-$PGVERSION postgresql-server-dev-$PGVERSION postgresql-contrib libipc-run-perl make gcc"
     local missing=""
+    if [ "$PGVERSION" != 15 ]; then
+        pkgs="libipc-run-perl make gcc bison flex pkg-config libicu-dev libssl-dev zlib1g-dev libreadline-dev"
+    fi
     for p in $pkgs; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
     done
@@ -43,6 +57,50 @@ install_deps() {
     fi
     # Debian's package starts a cluster of its own on port 5432; ours use
     # private sockets and need nothing from it.
+    [ "$PGVERSION" = 15 ] || pg_build
+}
+
+# The Debian suite whose source package of a PostgreSQL major we build.
+pg_suite() {
+    case "$1" in
+        13) echo bullseye ;;
+        17) echo trixie ;;
+        *) echo sid ;;
+    esac
+}
+
+# Build PostgreSQL $PGVERSION from Debian's source package into
+# $PGCACHE/pg$PGVERSION, once per machine: the server, the contribs the
+# tests use, pg_isolation_regress and the TAP modules.  apt runs with a
+# configuration of its own (a deb-src line of the machine's Debian mirror),
+# which leaves the machine's sources alone.
+pg_build() {
+    local prefix="$PGCACHE/pg$PGVERSION" apt mirror tarball tree
+    [ -f "$prefix/.built" ] && return 0
+    echo "building PostgreSQL $PGVERSION from Debian's source package (once per machine)"
+    apt=$(mktemp -d /tmp/tools-pgsrc.XXXXXX)
+    chmod 755 "$apt"
+    mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+    echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror:-http://deb.debian.org/debian} $(pg_suite "$PGVERSION") main" >"$apt/sources.list"
+    mkdir -p "$apt/lists/partial" "$apt/archives/partial"
+    local opts=(-o Dir::Etc::sourcelist="$apt/sources.list" -o Dir::Etc::sourceparts=/dev/null
+        -o Dir::State::lists="$apt/lists" -o Dir::Cache::archives="$apt/archives")
+    as_root apt-get -qq "${opts[@]}" update
+    (cd "$apt" && as_root apt-get -qq "${opts[@]}" source --download-only "postgresql-$PGVERSION")
+    tarball=$(ls "$apt"/postgresql-"$PGVERSION"_*.orig.tar.* | head -n 1)
+    tree="$PGCACHE/src-pg$PGVERSION"
+    as_root rm -rf "$tree" "$prefix"
+    as_root mkdir -p "$tree"
+    as_root tar xf "$tarball" -C "$tree" --strip-components=1
+    (cd "$tree" &&
+        as_root ./configure -q --prefix="$prefix" --enable-tap-tests --with-icu --with-openssl >/dev/null &&
+        as_root make -s -j"$(nproc)" >/dev/null 2>&1 &&
+        as_root make -s install >/dev/null &&
+        for d in contrib/postgres_fdw contrib/file_fdw contrib/citext src/test/isolation src/test/perl; do
+            as_root make -s -C "$d" install >/dev/null || exit 1
+        done)
+    as_root touch "$prefix/.built"
+    as_root rm -rf "$apt"
 }
 
 # Install what the MariaDB test needs: its server (kept from starting a
@@ -50,6 +108,10 @@ install_deps() {
 # the test says so and is skipped.
 install_mariadb_deps() {
     local pkgs="mariadb-server postgresql-$PGVERSION-mysql-fdw" missing="" p
+    if [ "$PGVERSION" != 15 ]; then
+        echo "mysql_fdw is packaged for PostgreSQL 15 only here: the MariaDB test will be skipped on $PGVERSION"
+        return 0
+    fi
     for p in $pkgs; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
     done
@@ -78,7 +140,7 @@ install_citus() {
     local tarball="$vendor/citus-$CITUS_VERSION.tar.gz"
     local tree="$cache/citus-$CITUS_VERSION-pg$PGVERSION"
     [ -f "$(pg_config --pkglibdir)/citus.so" ] && return 0
-    case "$PGVERSION" in 15|16|17) ;; *) echo "Citus $CITUS_VERSION does not support PostgreSQL $PGVERSION: the Citus test will be skipped"; return 0 ;; esac
+    case "$PGVERSION" in 15) ;; *) echo "Citus is built for PostgreSQL 15 only here: the Citus test will be skipped on $PGVERSION"; return 0 ;; esac
     if [ ! -f "$tarball" ]; then
         echo "no Citus source in $vendor: the Citus test will be skipped"
         return 0
@@ -106,8 +168,9 @@ install_citus() {
 
 # Build and install the extension into the server's directories.
 build_install() {
-    make -C "$TOP" -s PG_CONFIG="/usr/lib/postgresql/$PGVERSION/bin/pg_config"
-    as_root make -C "$TOP" -s install PG_CONFIG="/usr/lib/postgresql/$PGVERSION/bin/pg_config"
+    make -C "$TOP" -s clean PG_CONFIG="$PGBIN/pg_config"
+    make -C "$TOP" -s PG_CONFIG="$PGBIN/pg_config"
+    as_root make -C "$TOP" -s install PG_CONFIG="$PGBIN/pg_config"
 }
 
 # Start a throwaway cluster: socket in a fresh temp dir, no TCP.  Sets
