@@ -935,7 +935,8 @@ copy_batch(CopyState *st)
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("batch of job %lld does not advance past key %s",
 						(long long) job->job_id,
-						TextDatumGetCString(DatumGetTextPP(tools_key_array(job, upper)))),
+						DatumGetCString(DirectFunctionCall1(array_out,
+															tools_key_array(job, upper)))),
 				 errdetail("Its upper end is the position it starts from, so it would copy the same rows again and again."),
 				 errhint("Check that the key's ordering is the same on the source's server as here, and that the condition is an expression on the source's rows.")));
 

@@ -618,7 +618,8 @@ stmt_reads_relation(PlannedStmt *stmt, void *arg)
 /*
  * Refuse a source that reads the target: a view over it, or a view whose
  * query reads it among others, or a postgres_fdw table that points back at
- * it (where the job reads it with COPY: tools_remote_reads_target()).  Such
+ * it (by its server's options, tools_fdw_points_here(), and where the job
+ * reads it with COPY, as the remote server tells, tools_remote_reads_target()).  Such
  * a job would read what it writes: a trunc run would empty its own source,
  * or wait for ever on its own lock, another would double every row.  A
  * function that reads the target is not seen.  The caller is connected to
@@ -638,6 +639,9 @@ tools_check_source(const ToolsJob *job)
 	reads = tools_plan_any(plan, stmt_reads_relation, &target);
 	SPI_freeplan(plan);
 	MemoryContextSwitchTo(cxt);
+	if (!reads && job->source_fdw != NULL &&
+		strcmp(job->source_fdw, "postgres_fdw_handler") == 0)
+		reads = tools_fdw_points_here(job);
 	if (!reads && job->remote != NULL)
 		reads = tools_remote_reads_target((ToolsJob *) job);
 	if (reads)

@@ -57,6 +57,7 @@
 #include "access/transam.h"
 #include "catalog/pg_class.h"
 #include "commands/copy.h"
+#include "catalog/namespace.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
 #include "executor/executor.h"
@@ -64,6 +65,7 @@
 #include "libpq-fe.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "postmaster/postmaster.h"
 #include "nodes/makefuncs.h"
 #include "nodes/plannodes.h"
 #include "parser/parse_node.h"
@@ -76,6 +78,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/varlena.h"
 #include "utils/timestamp.h"
 #if PG_VERSION_NUM >= 140000
 #include "utils/wait_event.h"
@@ -202,6 +205,82 @@ remote_obstacle(const ToolsJob *job, ToolsRemote *r)
 	table_close(rel, AccessShareLock);
 	return why;
 #endif
+}
+
+/* Whether a host of a libpq connection string reaches this server. */
+static bool
+host_is_here(const char *host)
+{
+	char	   *dirs = pstrdup(Unix_socket_directories ? Unix_socket_directories : "");
+	List	   *list = NIL;
+	ListCell   *lc;
+
+	if (strcmp(host, "localhost") == 0 || strcmp(host, "127.0.0.1") == 0 ||
+		strcmp(host, "::1") == 0)
+		return true;
+	if (host[0] != '/' || !SplitDirectoriesString(dirs, ',', &list))
+		return false;
+	foreach(lc, list)
+		if (strcmp(host, (char *) lfirst(lc)) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Whether a postgres_fdw source's server is this server and this database,
+ * by its options (host or hostaddr, port, dbname, as libpq defaults them),
+ * and its remote table is the job's target: the job would read what it
+ * writes, and a trunc run would wait for ever on its own lock, the remote
+ * session holding the target open in a transaction the job waits for.
+ * Needs no connection, so it holds whatever path the batches take.
+ */
+bool
+tools_fdw_points_here(const ToolsJob *job)
+{
+	ForeignTable *table = GetForeignTable(job->source);
+	ForeignServer *server = GetForeignServer(table->serverid);
+	const char *host = NULL;
+	const char *port = NULL;
+	const char *dbname = NULL;
+	const char *nspname = get_namespace_name(get_rel_namespace(job->source));
+	const char *relname = get_rel_name(job->source);
+	char	   *hosts;
+	List	   *list = NIL;
+	ListCell   *lc;
+	bool		here = false;
+	Oid			nsp;
+
+	foreach(lc, server->options)
+	{
+		DefElem    *def = lfirst_node(DefElem, lc);
+
+		if (strcmp(def->defname, "host") == 0 || strcmp(def->defname, "hostaddr") == 0)
+			host = defGetString(def);
+		else if (strcmp(def->defname, "port") == 0)
+			port = defGetString(def);
+		else if (strcmp(def->defname, "dbname") == 0)
+			dbname = defGetString(def);
+	}
+	foreach(lc, table->options)
+	{
+		DefElem    *def = lfirst_node(DefElem, lc);
+
+		if (strcmp(def->defname, "schema_name") == 0)
+			nspname = defGetString(def);
+		else if (strcmp(def->defname, "table_name") == 0)
+			relname = defGetString(def);
+	}
+	if (atoi(port ? port : DEF_PGPORT_STR) != PostPortNumber ||
+		strcmp(dbname ? dbname : GetUserNameFromId(GetUserId(), false),
+			   get_database_name(MyDatabaseId)) != 0)
+		return false;
+	hosts = pstrdup(host && host[0] ? host : DEFAULT_PGSOCKET_DIR);
+	if (!SplitGUCList(hosts, ',', &list))
+		return false;
+	foreach(lc, list)
+		here = here || host_is_here((char *) lfirst(lc));
+	nsp = get_namespace_oid(nspname, true);
+	return here && OidIsValid(nsp) && get_relname_relid(relname, nsp) == job->target;
 }
 
 /* Decide whether the job's batches read its source with COPY. */

@@ -214,6 +214,7 @@ extern bool tools_remote_prefetch(ToolsJob *job, SPIPlanPtr plan,
 extern bool tools_remote_prefetched(ToolsJob *job, Datum *upper);
 extern void tools_remote_close(ToolsJob *job);
 extern bool tools_remote_reads_target(ToolsJob *job);
+extern bool tools_fdw_points_here(const ToolsJob *job);
 
 /* sequences.c */
 extern bool tools_has_sequences(const ToolsJob *job);

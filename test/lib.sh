@@ -69,6 +69,18 @@ pg_suite() {
     esac
 }
 
+# Before 14, installing src/test/isolation installs nothing: put its two
+# programs where PGXS looks for them.
+pg_install_isolation() {
+    local dir
+    dir="$("$PGBIN/pg_config" --pkglibdir)/pgxs/src/test/isolation"
+    [ -x "$dir/pg_isolation_regress" ] && return 0
+    as_root make -s -C "$1/src/test/isolation" all >/dev/null &&
+        as_root mkdir -p "$dir" &&
+        as_root install -m 755 "$1/src/test/isolation/pg_isolation_regress" \
+            "$1/src/test/isolation/isolationtester" "$dir/"
+}
+
 # Build PostgreSQL $PGVERSION from Debian's source package into
 # $PGCACHE/pg$PGVERSION, once per machine: the server, the contribs the
 # tests use, pg_isolation_regress and the TAP modules.  apt runs with a
@@ -84,7 +96,8 @@ pg_build() {
     echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror:-http://deb.debian.org/debian} $(pg_suite "$PGVERSION") main" >"$apt/sources.list"
     mkdir -p "$apt/lists/partial" "$apt/archives/partial"
     local opts=(-o Dir::Etc::sourcelist="$apt/sources.list" -o Dir::Etc::sourceparts=/dev/null
-        -o Dir::State::lists="$apt/lists" -o Dir::Cache::archives="$apt/archives")
+        -o Dir::State::lists="$apt/lists" -o Dir::Cache::archives="$apt/archives"
+        -o APT::Sandbox::User=root)
     as_root apt-get -qq "${opts[@]}" update
     (cd "$apt" && as_root apt-get -qq "${opts[@]}" source --download-only "postgresql-$PGVERSION")
     tarball=$(ls "$apt"/postgresql-"$PGVERSION"_*.orig.tar.* | head -n 1)
@@ -98,7 +111,8 @@ pg_build() {
         as_root make -s install >/dev/null &&
         for d in contrib/postgres_fdw contrib/file_fdw contrib/citext src/test/isolation src/test/perl; do
             as_root make -s -C "$d" install >/dev/null || exit 1
-        done)
+        done &&
+        pg_install_isolation "$tree")
     as_root touch "$prefix/.built"
     as_root rm -rf "$apt"
 }
