@@ -3,7 +3,7 @@
 EXTENSION = tools
 MODULE_big = tools
 OBJS = src/plan.o src/copy.o src/bulk.o src/constraints.o src/indexes.o src/key.o src/query.o \
-	src/range.o src/remote.o src/sequences.o src/spi.o src/worker.o
+	src/verify.o src/remote.o src/sequences.o src/spi.o src/worker.o
 DATA = $(wildcard sql/tools--*.sql)
 PGFILEDESC = "tools - config-table-driven data migration"
 

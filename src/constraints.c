@@ -56,14 +56,6 @@
 	" ON c.config_id OPERATOR(pg_catalog.=) j.config_id" \
 	" WHERE j.run_id OPERATOR(pg_catalog.=) $1 AND c.defer_constraints"
 
-/* A relation, schema-qualified and quoted. */
-static char *
-relation_sql(Oid relid)
-{
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-									  get_rel_name(relid));
-}
-
 /*
  * At the first start of a job of its run (no job of the run has started):
  * drop the foreign keys that belong to or reference a target of the run
@@ -111,7 +103,7 @@ tools_defer_constraints(const ToolsJob *job)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("must be owner of table %s to defer its foreign key \"%s\"",
-							relation_sql(DatumGetObjectId(SPI_getbinval(keys->vals[i], keys->tupdesc, 1, &isnull))),
+							tools_relation_sql(DatumGetObjectId(SPI_getbinval(keys->vals[i], keys->tupdesc, 1, &isnull))),
 							SPI_getvalue(keys->vals[i], keys->tupdesc, 2)),
 					 errdetail("The configuration of job %lld sets defer_constraints: the run drops the foreign keys of its targets and adds them back.",
 							   (long long) job->job_id),
@@ -143,12 +135,12 @@ tools_defer_constraints(const ToolsJob *job)
 					  " referenced = EXCLUDED.referenced, deferred = EXCLUDED.deferred",
 					  5, types, values, NULL, SPI_OK_INSERT);
 		tools_execute(psprintf("ALTER TABLE %s DROP CONSTRAINT %s",
-							   relation_sql(relation), quote_identifier(name)),
+							   tools_relation_sql(relation), quote_identifier(name)),
 					  0, NULL, NULL, NULL, SPI_OK_UTILITY);
 		ereport(NOTICE,
 				(errmsg("foreign key \"%s\" of %s is dropped until the run's jobs on %s and %s complete",
-						name, relation_sql(relation), relation_sql(relation),
-						relation_sql(referenced))));
+						name, tools_relation_sql(relation), tools_relation_sql(relation),
+						tools_relation_sql(referenced))));
 	}
 }
 
@@ -180,7 +172,7 @@ check_definition(Oid relation, const char *name, const char *sql)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
 				 errmsg("definition of deferred foreign key \"%s\" of %s does not add that foreign key",
-						name, relation_sql(relation)),
+						name, tools_relation_sql(relation)),
 				 errdetail("The statement built from it is: %s", sql),
 				 errhint("Correct its row in tools.deferred_constraint, or delete the row.")));
 }
@@ -228,7 +220,7 @@ tools_restore_constraint(const ToolsJob *job)
 	relation = DatumGetObjectId(tools_result_value(1, &isnull));
 	name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	definition = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
-	relation_name = relation_sql(relation);
+	relation_name = tools_relation_sql(relation);
 	values[1] = ObjectIdGetDatum(relation);
 	values[2] = DirectFunctionCall1(namein, CStringGetDatum(name));
 

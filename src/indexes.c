@@ -62,14 +62,6 @@ tools_catalog_search_path(void)
 	return level;
 }
 
-/* The index, schema-qualified and quoted. */
-static char *
-index_name(Oid index)
-{
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(index)),
-									  get_rel_name(index));
-}
-
 /*
  * Drop the target's secondary indexes and record how to build them again,
  * in the caller's transaction.  Only a role that could build them again
@@ -135,7 +127,7 @@ tools_defer_indexes(const ToolsJob *job)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("permission denied to defer index %s of %s",
-							index_name(indexes[i]), job->target_name),
+							tools_relation_sql(indexes[i]), job->target_name),
 					 errdetail("Building it again needs the CREATE privilege on the table's schema and on the index's tablespace."),
 					 errhint("Grant those to the role that runs the job, or set defer_indexes to false in tools.config.")));
 	}
@@ -144,7 +136,7 @@ tools_defer_indexes(const ToolsJob *job)
 	for (i = 0; i < n; i++)
 	{
 		char	   *comment = GetComment(indexes[i], RelationRelationId, 0);
-		char	   *name = index_name(indexes[i]);
+		char	   *name = tools_relation_sql(indexes[i]);
 
 		level = tools_catalog_search_path();
 		values[2] = CStringGetTextDatum(pg_get_indexdef_string(indexes[i]));

@@ -45,6 +45,14 @@
 
 #include "tools.h"
 
+/* A relation (or index, or sequence), schema-qualified and quoted. */
+char *
+tools_relation_sql(Oid relid)
+{
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  get_rel_name(relid));
+}
+
 /*
  * Schema-qualified, quoted name of a configured relation; a clear error when
  * the relation behind the stored OID was dropped.
@@ -63,8 +71,7 @@ relation_name(Oid relid, const char *role, int64 config_id)
 				 errhint("Update the %s of tools.config row %lld, then plan a new run.",
 						 role, (long long) config_id)));
 
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-									  relname);
+	return tools_relation_sql(relid);
 }
 
 /*

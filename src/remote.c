@@ -227,6 +227,29 @@ host_is_here(const char *host)
 }
 
 /*
+ * The remote table of a postgres_fdw foreign table, as postgres_fdw names
+ * it: its schema_name and table_name options, the local names by default.
+ */
+static void
+remote_table(const ForeignTable *table, const char **nspname,
+			 const char **relname)
+{
+	ListCell   *lc;
+
+	*nspname = get_namespace_name(get_rel_namespace(table->relid));
+	*relname = get_rel_name(table->relid);
+	foreach(lc, table->options)
+	{
+		DefElem    *def = lfirst_node(DefElem, lc);
+
+		if (strcmp(def->defname, "schema_name") == 0)
+			*nspname = defGetString(def);
+		else if (strcmp(def->defname, "table_name") == 0)
+			*relname = defGetString(def);
+	}
+}
+
+/*
  * Whether a postgres_fdw source's server is this server and this database,
  * by its options (host or hostaddr, port, dbname, as libpq defaults them),
  * and its remote table is the job's target: the job would read what it
@@ -242,8 +265,8 @@ tools_fdw_points_here(const ToolsJob *job)
 	const char *host = NULL;
 	const char *port = NULL;
 	const char *dbname = NULL;
-	const char *nspname = get_namespace_name(get_rel_namespace(job->source));
-	const char *relname = get_rel_name(job->source);
+	const char *nspname;
+	const char *relname;
 	char	   *hosts;
 	List	   *list = NIL;
 	ListCell   *lc;
@@ -261,15 +284,7 @@ tools_fdw_points_here(const ToolsJob *job)
 		else if (strcmp(def->defname, "dbname") == 0)
 			dbname = defGetString(def);
 	}
-	foreach(lc, table->options)
-	{
-		DefElem    *def = lfirst_node(DefElem, lc);
-
-		if (strcmp(def->defname, "schema_name") == 0)
-			nspname = defGetString(def);
-		else if (strcmp(def->defname, "table_name") == 0)
-			relname = defGetString(def);
-	}
+	remote_table(table, &nspname, &relname);
 	if (atoi(port ? port : DEF_PGPORT_STR) != PostPortNumber ||
 		strcmp(dbname ? dbname : GetUserNameFromId(GetUserId(), false),
 			   get_database_name(MyDatabaseId)) != 0)
@@ -926,24 +941,14 @@ bool
 tools_remote_reads_target(ToolsJob *job)
 {
 	ToolsRemote *r = job->remote;
-	ForeignTable *table = GetForeignTable(job->source);
-	const char *nspname = get_namespace_name(get_rel_namespace(job->source));
-	const char *relname = get_rel_name(job->source);
+	const char *nspname;
+	const char *relname;
 	const char *name;
 	const char *params[1];
 	PGresult   *res;
-	ListCell   *lc;
 	bool		same;
 
-	foreach(lc, table->options)
-	{
-		DefElem    *def = lfirst_node(DefElem, lc);
-
-		if (strcmp(def->defname, "schema_name") == 0)
-			nspname = defGetString(def);
-		else if (strcmp(def->defname, "table_name") == 0)
-			relname = defGetString(def);
-	}
+	remote_table(GetForeignTable(job->source), &nspname, &relname);
 	name = quote_qualified_identifier(nspname, relname);
 
 	if (r->copy.conn == NULL)

@@ -83,8 +83,7 @@ tools_set_sequences(const ToolsJob *job)
 														 owned->tupdesc, 1,
 														 &isnull));
 		char	   *column = SPI_getvalue(owned->vals[i], owned->tupdesc, 2);
-		char	   *seq_name = quote_qualified_identifier(get_namespace_name(get_rel_namespace(seq)),
-														  get_rel_name(seq));
+		char	   *seq_name = tools_relation_sql(seq);
 
 		values[0] = ObjectIdGetDatum(seq);
 		if (tools_execute(psprintf("SELECT pg_catalog.setval($1, m.v)"

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * spi.c
- *		The one way the extension runs its own bookkeeping statements.
+ *		The one way the extension runs its own bookkeeping statements, and
+ *		the helpers its SQL functions share.
  *
  * Statements on the tools tables and the catalogs must succeed; anything
  * but the expected SPI result is a bug, reported with the statement.
@@ -13,7 +14,11 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/tuplestore.h"
 
 #include "tools.h"
 
@@ -55,4 +60,68 @@ tools_result_value(int col, bool *isnull)
 {
 	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col,
 						 isnull);
+}
+
+/* Set up a materialized result; returns the tuplestore to fill. */
+Tuplestorestate *
+tools_materialize(FunctionCallInfo fcinfo, TupleDesc *desc)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext oldcxt;
+	Tuplestorestate *store;
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		(rsinfo->allowedModes & SFRM_Materialize) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("set-valued function called in context that cannot accept a set")));
+	if (get_call_result_type(fcinfo, NULL, desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	*desc = CreateTupleDescCopy(*desc);
+	store = tuplestore_begin_heap(true, false, work_mem);
+	MemoryContextSwitchTo(oldcxt);
+
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = store;
+	rsinfo->setDesc = *desc;
+	return store;
+}
+
+/*
+ * Connect to SPI and find the run named by argument argno of a function:
+ * the latest run when it is NULL.  The run must exist.
+ */
+int64
+tools_connect_run(FunctionCallInfo fcinfo, int argno)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	char		nulls[1] = {' '};
+	bool		isnull;
+	Datum		d;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (PG_ARGISNULL(argno))
+		nulls[0] = 'n';
+	else
+		values[0] = PG_GETARG_DATUM(argno);
+	tools_execute("SELECT pg_catalog.max(run_id) FROM " TOOLS_SCHEMA ".run"
+				  " WHERE $1 IS NULL OR run_id OPERATOR(pg_catalog.=) $1",
+				  1, types, values, nulls, SPI_OK_SELECT);
+	d = tools_result_value(1, &isnull);
+	if (isnull && nulls[0] == 'n')
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("no run has been planned"),
+				 errhint("tools.run() plans a run.")));
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("run %lld does not exist",
+						(long long) DatumGetInt64(values[0])),
+				 errhint("tools.run lists the runs.")));
+	return DatumGetInt64(d);
 }

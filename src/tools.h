@@ -191,12 +191,7 @@ extern int64 tools_key_int64(const ToolsJob *job, const Datum *values);
 extern int	tools_fix_style(void);
 extern void tools_restore_settings(int level);
 
-/* plan.c */
-extern Tuplestorestate *tools_materialize(FunctionCallInfo fcinfo,
-										  TupleDesc *desc);
-extern int64 tools_connect_run(FunctionCallInfo fcinfo, int argno);
-
-/* range.c */
+/* verify.c */
 extern void tools_estimate_run(int64 run_id, bool exact, bool tolerant,
 							   Tuplestorestate *store, TupleDesc desc);
 
@@ -226,10 +221,14 @@ extern uint64 tools_execute(const char *sql, int nargs, Oid *types,
 extern uint64 tools_execute_plan(SPIPlanPtr plan, ParamListInfo params,
 								 bool read_only, int expected);
 extern Datum tools_result_value(int col, bool *isnull);
+extern Tuplestorestate *tools_materialize(FunctionCallInfo fcinfo,
+										  TupleDesc *desc);
+extern int64 tools_connect_run(FunctionCallInfo fcinfo, int argno);
 
 /* query.c */
 extern void tools_job_from_row(ToolsJob *job, HeapTuple row, TupleDesc desc,
 							   MemoryContext cxt);
+extern char *tools_relation_sql(Oid relid);
 extern void tools_describe_relations(ToolsJob *job);
 extern void tools_check_key_kept(const ToolsJob *job, const char *pkey,
 								 const char *where);

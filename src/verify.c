@@ -1,9 +1,9 @@
 /*-------------------------------------------------------------------------
  *
- * range.c
- *		A job's whole range: its rows estimated or counted in the source
- *		(tools.estimate(), and tools.run(), which estimates the jobs it
- *		plans), and compared with the target (tools.verify()).
+ * verify.c
+ *		tools.verify() and tools.estimate(): a job's whole range compared
+ *		with the target, or its rows estimated or counted in the source
+ *		(tools.run() estimates the jobs it plans).
  *
  * A job's range is what its batches cover together: the rows of the
  * source that meet its condition and have a key, within its part of the
@@ -19,7 +19,7 @@
  * floats are written in fixed styles.
  *
  * IDENTIFICATION
- *		src/range.c
+ *		src/verify.c
  *
  *-------------------------------------------------------------------------
  */
