@@ -91,3 +91,21 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.deferred_constraint', ''
 
 -- No state, or no job: no answer.
 ALTER FUNCTION @extschema@.current_state(@extschema@.state, bigint) STRICT;
+
+-- A target none of whose jobs has started has spent no time: its elapsed
+-- is NULL, as its job_start is.
+CREATE OR REPLACE VIEW @extschema@.report AS
+SELECT j.run_id,
+       c.target,
+       pg_catalog.min(j.ts) AS job_start,
+       pg_catalog.min(@extschema@.current_state(j.state, j.job_id)) AS state,
+       pg_catalog.sum(j.rows) AS rows,
+       CASE WHEN pg_catalog.min(j.ts) IS NOT NULL THEN pg_catalog.sum(j.elapsed) END AS elapsed,
+       pg_catalog.round(pg_catalog.sum(j.rows) OPERATOR(pg_catalog./)
+           NULLIF(EXTRACT(epoch FROM pg_catalog.sum(j.elapsed))::pg_catalog.numeric, 0), 1) AS rate
+  FROM @extschema@.job AS j
+  LEFT JOIN @extschema@.config AS c ON c.config_id OPERATOR(pg_catalog.=) j.config_id
+ GROUP BY j.run_id, c.target;
+
+COMMENT ON COLUMN @extschema@.job.lastseq IS
+    'highest key copied by a committed batch, for a key of one integer column; at planning, where the job will start: 0 from the beginning, or the position of the job it continues';

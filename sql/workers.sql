@@ -73,6 +73,16 @@ SELECT target, state, rows FROM tools.wait(:run);
 SELECT count(*) AS w2_rows, count(DISTINCT id) AS w2_ids FROM public.w2;
 SELECT bool_and(ok) AS verified FROM tools.verify(:run);
 
+-- Workers take jobs by priority, not by job id: ids follow the
+-- configuration (w1's two parts first), and w2 comes first now.
+UPDATE tools.config SET priority = 0 WHERE target = 'public.w2'::regclass;
+SELECT statement, target FROM tools.run();
+SELECT max(run_id) AS run2 FROM tools.run \gset
+SELECT tools.launch(:run2, workers => 1);
+SELECT target, state FROM tools.wait(:run2);
+SELECT array_agg(format('%s:%s', j.job_id, c.target) ORDER BY j.ts) AS started
+  FROM tools.job j JOIN tools.config c USING (config_id) WHERE j.run_id = :run2;
+
 -- Workers connect as the role that launches them: one that cannot log in
 -- is refused before any worker starts.
 CREATE ROLE regress_tools_nologin NOLOGIN;

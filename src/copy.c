@@ -81,6 +81,7 @@ typedef struct CopyState
 	MemoryContext nextcxt;
 	bool		done;
 	bool		copied_all;		/* a job without a key has completed */
+	bool		from_start;		/* its run empties the target: no position */
 	bool		restoring;		/* deferred indexes are being built again */
 	LOCKTAG		target_lock;	/* held while target_locked */
 	bool		target_locked;
@@ -662,6 +663,9 @@ prepare_target(CopyState *st)
 		if (!started)
 			tools_execute(psprintf("TRUNCATE %s", st->job.target_name),
 						  0, NULL, NULL, NULL, SPI_OK_UTILITY);
+		/* The target is emptied: no position planned for the job holds. */
+		st->has_last = false;
+		st->from_start = true;
 		return;
 	}
 
@@ -754,9 +758,9 @@ static void
 begin_job(CopyState *st)
 {
 	ToolsJob   *job = &st->job;
-	Oid			types[3] = {INT8OID};
-	Datum		values[3];
-	char		nulls[3] = {' '};
+	Oid			types[4] = {INT8OID, InvalidOid, InvalidOid, BOOLOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
 	bool		first;
 	bool		completed;
 	Datum		lastkey;
@@ -808,12 +812,15 @@ begin_job(CopyState *st)
 	values[0] = Int64GetDatum(job->job_id);
 	position_params(st, st->has_last ? st->last : NULL, &types[1], &values[1],
 					&nulls[1]);
+	values[3] = BoolGetDatum(st->from_start);
 	tools_execute("UPDATE " TOOLS_SCHEMA ".job SET state = 'running', error = NULL,"
 				  " ts = COALESCE(ts, LOCALTIMESTAMP), rate = NULL,"
 				  " updated = pg_catalog.clock_timestamp(),"
-				  " lastkey = COALESCE($2, lastkey), lastseq = COALESCE($3, lastseq)"
+				  " lastkey = CASE WHEN $4 THEN NULL ELSE COALESCE($2, lastkey) END,"
+				  " lastseq = CASE WHEN NOT $4 THEN COALESCE($3, lastseq)"
+				  " WHEN lastseq IS NOT NULL THEN 0 END"
 				  " WHERE job_id OPERATOR(pg_catalog.=) $1",
-				  3, types, values, nulls, SPI_OK_UPDATE);
+				  4, types, values, nulls, SPI_OK_UPDATE);
 }
 
 /*

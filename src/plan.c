@@ -246,14 +246,40 @@ cut_source(PlanConfig *cfg)
 	return distinct;
 }
 
-/* Plan one job of the run over the part [lower, upper) of the key. */
-static void
-plan_job(int64 run_id, PlanConfig *cfg, const char *lower, const char *upper)
+/* Whether the configured key is one column of an integer type. */
+static bool
+integer_key(const PlanConfig *cfg)
 {
-	Oid			types[5] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	AttrNumber	attnum;
+	Oid			type;
 
+	if (cfg->job.pkey == NULL)
+		return false;
+	attnum = get_attnum(cfg->job.source, cfg->job.pkey);
+	if (attnum == InvalidAttrNumber)
+		return false;
+	type = getBaseType(get_atttype(cfg->job.source, attnum));
+	return type == INT2OID || type == INT4OID || type == INT8OID;
+}
+
+/*
+ * Plan one job of the run over the part [lower, upper) of the key, showing
+ * where it will start: the position (lastkey, and lastseq as its bigint)
+ * of the job it continues, text as tools.job stores them; or none, where
+ * lastseq is 0 for an integer key, as the specification shows a job that
+ * starts from the beginning.  The job's first start takes the latest
+ * position again (copy.c), so the shown one may only grow.
+ */
+static void
+plan_job(int64 run_id, PlanConfig *cfg, const char *lower, const char *upper,
+		 const char *lastkey, const char *lastseq)
+{
+	Oid			types[7] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+	if (lastkey == NULL && lastseq == NULL && integer_key(cfg))
+		lastseq = "0";
 	values[0] = Int64GetDatum(run_id);
 	values[1] = Int64GetDatum(cfg->job.config_id);
 	values[2] = lower ? CStringGetTextDatum(lower) : (Datum) 0;
@@ -262,9 +288,14 @@ plan_job(int64 run_id, PlanConfig *cfg, const char *lower, const char *upper)
 	nulls[3] = upper ? ' ' : 'n';
 	values[4] = cfg->job.pkey ? CStringGetTextDatum(cfg->job.pkey) : (Datum) 0;
 	nulls[4] = cfg->job.pkey ? ' ' : 'n';
-	tools_execute("INSERT INTO " TOOLS_SCHEMA ".job (run_id, config_id, lower, upper, pkey)"
-				  " VALUES ($1, $2, $3, $4, $5)",
-				  5, types, values, nulls, SPI_OK_INSERT);
+	values[5] = lastkey ? CStringGetTextDatum(lastkey) : (Datum) 0;
+	nulls[5] = lastkey ? ' ' : 'n';
+	values[6] = lastseq ? CStringGetTextDatum(lastseq) : (Datum) 0;
+	nulls[6] = lastseq ? ' ' : 'n';
+	tools_execute("INSERT INTO " TOOLS_SCHEMA ".job"
+				  " (run_id, config_id, lower, upper, pkey, lastkey, lastseq)"
+				  " VALUES ($1, $2, $3, $4, $5, $6::pg_catalog.text[], $7::pg_catalog.int8)",
+				  7, types, values, nulls, SPI_OK_INSERT);
 }
 
 /*
@@ -301,7 +332,7 @@ plan_keyless(int64 run_id, PlanConfig *cfg)
 				 errdetail("Without a key a new run cannot tell the rows copied from the others: it would copy every row again into the target."),
 				 errhint("Set trunc of tools.config row %lld, so that the run empties the target first, or set its pkey.",
 						 (long long) cfg->job.config_id)));
-	plan_job(run_id, cfg, NULL, NULL);
+	plan_job(run_id, cfg, NULL, NULL, NULL, NULL);
 }
 
 /*
@@ -325,7 +356,8 @@ plan_config(int64 run_id, PlanConfig *cfg)
 		return;
 	}
 	if (!cfg->job.trunc &&
-		tools_execute("SELECT lower, upper, run_id, pkey FROM " TOOLS_SCHEMA ".job"
+		tools_execute("SELECT lower, upper, run_id, pkey, lastkey, lastseq"
+					  " FROM " TOOLS_SCHEMA ".job"
 					  " WHERE run_id OPERATOR(pg_catalog.=) (SELECT pg_catalog.max(run_id)"
 					  " FROM " TOOLS_SCHEMA ".job WHERE config_id OPERATOR(pg_catalog.=) $1"
 					  " AND lastkey IS NOT NULL)"
@@ -335,6 +367,7 @@ plan_config(int64 run_id, PlanConfig *cfg)
 		SPITupleTable *parts = SPI_tuptable;
 		uint64		n = SPI_processed;
 		uint64		i;
+		bool		emptied;
 
 		for (i = 0; i < n; i++)
 			tools_check_key_kept(&cfg->job,
@@ -349,25 +382,34 @@ plan_config(int64 run_id, PlanConfig *cfg)
 					 errdetail("It does not truncate its target: each job continues where the job of its part stopped."),
 					 errhint("parts = %d applies to a run that truncates the target.",
 							 cfg->parts)));
+		/* Where another configuration empties the target, it starts over. */
+		types[0] = OIDOID;
+		values[0] = ObjectIdGetDatum(cfg->job.target);
+		emptied = tools_execute("SELECT FROM " TOOLS_SCHEMA ".config"
+								" WHERE target::pg_catalog.oid OPERATOR(pg_catalog.=) $1"
+								" AND trunc LIMIT 1",
+								1, types, values, NULL, SPI_OK_SELECT) > 0;
 		for (i = 0; i < n; i++)
 			plan_job(run_id, cfg,
 					 SPI_getvalue(parts->vals[i], parts->tupdesc, 1),
-					 SPI_getvalue(parts->vals[i], parts->tupdesc, 2));
+					 SPI_getvalue(parts->vals[i], parts->tupdesc, 2),
+					 emptied ? NULL : SPI_getvalue(parts->vals[i], parts->tupdesc, 5),
+					 emptied ? NULL : SPI_getvalue(parts->vals[i], parts->tupdesc, 6));
 		return;
 	}
 
 	if (cfg->parts <= 1)
 	{
-		plan_job(run_id, cfg, NULL, NULL);
+		plan_job(run_id, cfg, NULL, NULL, NULL, NULL);
 		return;
 	}
 	cuts = cut_source(cfg);
 	foreach(lc, cuts)
 	{
-		plan_job(run_id, cfg, lower, lfirst(lc));
+		plan_job(run_id, cfg, lower, lfirst(lc), NULL, NULL);
 		lower = lfirst(lc);
 	}
-	plan_job(run_id, cfg, lower, NULL);
+	plan_job(run_id, cfg, lower, NULL, NULL, NULL);
 }
 
 PG_FUNCTION_INFO_V1(tools_run);
@@ -405,13 +447,16 @@ tools_run(PG_FUNCTION_ARGS)
 				  0, NULL, NULL, NULL, SPI_OK_INSERT_RETURNING);
 	run_id = DatumGetInt64(tools_result_value(1, &isnull));
 
-	/* Job ids follow the order of the statements. */
+	/*
+	 * Job ids follow the configuration (config_id, then part); the
+	 * statements come in priority order.
+	 */
 	values[0] = Int64GetDatum(run_id);
 	nconfigs = tools_execute("SELECT config_id, source, target, pkey, condition,"
 							 " trunc, parts FROM " TOOLS_SCHEMA ".config"
 							 " WHERE pg_catalog.cardinality($2) OPERATOR(pg_catalog.=) 0"
 							 " OR target::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($2)"
-							 " ORDER BY priority NULLS LAST, config_id",
+							 " ORDER BY config_id",
 							 2, types, values, NULL, SPI_OK_SELECT);
 	if (nconfigs == 0)
 		ereport(ERROR,
@@ -443,7 +488,7 @@ tools_run(PG_FUNCTION_ARGS)
 				  " FROM " TOOLS_SCHEMA ".job AS j JOIN " TOOLS_SCHEMA ".config AS c"
 				  " ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
 				  " WHERE j.run_id OPERATOR(pg_catalog.=) $1"
-				  " ORDER BY j.job_id",
+				  " ORDER BY " TOOLS_JOB_ORDER,
 				  1, types, values, NULL, SPI_OK_SELECT);
 	for (i = 0; i < SPI_processed; i++)
 	{

@@ -151,6 +151,13 @@ typedef struct ToolsJob
 	" CASE WHEN j.lastkey IS NOT NULL OR j.lower IS NOT NULL" \
 	" OR j.upper IS NOT NULL THEN j.pkey END, c.sequences, c.defer_constraints"
 #define TOOLS_JOB_NCOLUMNS 15
+/*
+ * The order in which a run's jobs are returned by tools.run() and taken by
+ * workers, over job j and its configuration c: by priority (NULL last),
+ * then by configuration and part, which is the order of the job ids.
+ */
+#define TOOLS_JOB_ORDER "c.priority NULLS LAST, j.config_id, j.job_id"
+
 #define TOOLS_JOB_FROM \
 	" FROM " TOOLS_SCHEMA ".job AS j JOIN " TOOLS_SCHEMA ".config AS c" \
 	" ON c.config_id OPERATOR(pg_catalog.=) j.config_id"

@@ -6,9 +6,9 @@
  *
  * tools.launch() registers dynamic background workers (no preloaded
  * library needed) that connect to the caller's database as the caller's
- * role.  Each worker takes the jobs of its run left to do, in job order,
- * which is the run's priority order, and runs each as the statement
- * CALL tools.start(N), exactly as a client would: same code, same locks,
+ * role.  Each worker takes the jobs of its run left to do in the order of
+ * tools.run()'s statements (priority, then configuration and part), and
+ * runs each as the statement CALL tools.start(N), exactly as a client would: same code, same locks,
  * same bookkeeping.  Priorities order the jobs; they are not barriers, as
  * with the statements of tools.run() piped into parallel clients.
  *
@@ -80,11 +80,13 @@ typedef struct WorkerArgs
  * failed before the launch.
  */
 #define CANDIDATE_SQL \
-	" FROM " TOOLS_SCHEMA ".job WHERE run_id OPERATOR(pg_catalog.=) $1" \
-	" AND (state OPERATOR(pg_catalog.=) 'pending'" \
-	" OR state OPERATOR(pg_catalog.=) 'running'" \
-	" OR state OPERATOR(pg_catalog.=) 'failed'" \
-	" AND (updated IS NULL OR updated OPERATOR(pg_catalog.<) $2))"
+	" FROM " TOOLS_SCHEMA ".job AS j LEFT JOIN " TOOLS_SCHEMA ".config AS c" \
+	" ON c.config_id OPERATOR(pg_catalog.=) j.config_id" \
+	" WHERE j.run_id OPERATOR(pg_catalog.=) $1" \
+	" AND (j.state OPERATOR(pg_catalog.=) 'pending'" \
+	" OR j.state OPERATOR(pg_catalog.=) 'running'" \
+	" OR j.state OPERATOR(pg_catalog.=) 'failed'" \
+	" AND (j.updated IS NULL OR j.updated OPERATOR(pg_catalog.<) $2))"
 
 /* Run "SELECT list" on the processes that hold an advisory lock. */
 static uint64
@@ -205,7 +207,7 @@ claim_job(const WorkerArgs *args)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
-	n = tools_execute("SELECT job_id" CANDIDATE_SQL " ORDER BY job_id",
+	n = tools_execute("SELECT j.job_id" CANDIDATE_SQL " ORDER BY " TOOLS_JOB_ORDER,
 					  2, types, values, NULL, SPI_OK_SELECT);
 	ids = palloc(sizeof(int64) * (n + 1));
 	for (i = 0; i < n; i++)
@@ -232,7 +234,7 @@ claim_job(const WorkerArgs *args)
 		PushActiveSnapshot(GetTransactionSnapshot());
 		values[2] = Int64GetDatum(ids[i]);
 		if (tools_execute("SELECT" CANDIDATE_SQL
-						  " AND job_id OPERATOR(pg_catalog.=) $3",
+						  " AND j.job_id OPERATOR(pg_catalog.=) $3",
 						  3, types, values, NULL, SPI_OK_SELECT) > 0)
 			claimed = ids[i];
 		else
