@@ -25,7 +25,7 @@ SELECT relation, name, definition, referenced FROM tools.deferred_constraint ORD
 SELECT conname FROM pg_constraint WHERE contype = 'f' AND conrelid IN ('public.fk_child'::regclass, 'public.fk_note'::regclass);
 CALL tools.start(2);
 SELECT conrelid::regclass, conname, convalidated, pg_get_constraintdef(oid)
-  FROM pg_constraint WHERE contype = 'f' ORDER BY 1, 2;
+  FROM pg_constraint WHERE contype = 'f' AND conname LIKE 'fk\_%' ORDER BY 1, 2;
 SELECT count(*) FROM tools.deferred_constraint;
 SELECT (SELECT count(*) FROM public.fk_parent) AS parents, (SELECT count(*) FROM public.fk_child) AS children,
        (SELECT count(*) FROM public.fk_note) AS notes;
@@ -34,7 +34,7 @@ SELECT (SELECT count(*) FROM public.fk_parent) AS parents, (SELECT count(*) FROM
 SELECT statement FROM tools.run();
 CALL tools.start(4);
 CALL tools.start(3);
-SELECT conrelid::regclass, conname, convalidated FROM pg_constraint WHERE contype = 'f' ORDER BY 1, 2;
+SELECT conrelid::regclass, conname, convalidated FROM pg_constraint WHERE contype = 'f' AND conname LIKE 'fk\_%' ORDER BY 1, 2;
 SELECT job_id, state, rows FROM tools.job ORDER BY job_id;
 
 -- A child row whose parent the source lacks: validation fails the job with
@@ -45,12 +45,12 @@ SELECT statement FROM tools.run();
 CALL tools.start(5);
 CALL tools.start(6);
 SELECT job_id, state, error FROM tools.job WHERE run_id = 3 ORDER BY job_id;
-SELECT conrelid::regclass, conname, convalidated FROM pg_constraint WHERE contype = 'f' ORDER BY 1, 2;
+SELECT conrelid::regclass, conname, convalidated FROM pg_constraint WHERE contype = 'f' AND conname LIKE 'fk\_%' ORDER BY 1, 2;
 SELECT relation, name FROM tools.deferred_constraint ORDER BY 1, 2;
 DELETE FROM public.fk_child WHERE parent_id = 7;
 CALL tools.start(6);
 SELECT job_id, state FROM tools.job WHERE run_id = 3 ORDER BY job_id;
-SELECT conrelid::regclass, conname, convalidated FROM pg_constraint WHERE contype = 'f' ORDER BY 1, 2;
+SELECT conrelid::regclass, conname, convalidated FROM pg_constraint WHERE contype = 'f' AND conname LIKE 'fk\_%' ORDER BY 1, 2;
 SELECT count(*) FROM tools.deferred_constraint;
 
 -- A recorded definition that is not the foreign key recorded is refused
@@ -68,7 +68,7 @@ SELECT relation, name FROM tools.deferred_constraint ORDER BY 1, 2;
 SELECT count(*) AS parents FROM public.fk_parent;
 DELETE FROM tools.deferred_constraint WHERE name = 'a_bad';
 CALL tools.start(7);
-SELECT conrelid::regclass, conname, convalidated FROM pg_constraint WHERE contype = 'f' ORDER BY 1, 2;
+SELECT conrelid::regclass, conname, convalidated FROM pg_constraint WHERE contype = 'f' AND conname LIKE 'fk\_%' ORDER BY 1, 2;
 SELECT count(*) FROM tools.deferred_constraint;
 DROP TABLE public.fk_note;
 DROP TABLE source.fk_parent, source.fk_child, public.fk_child, public.fk_parent;

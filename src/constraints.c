@@ -51,9 +51,7 @@
 
 /* The targets of the job's run whose configurations defer constraints. */
 #define DEFERRING_TARGETS_SQL \
-	"SELECT c.target::pg_catalog.oid FROM " TOOLS_SCHEMA ".job AS j" \
-	" JOIN " TOOLS_SCHEMA ".config AS c" \
-	" ON c.config_id OPERATOR(pg_catalog.=) j.config_id" \
+	"SELECT c.target::pg_catalog.oid" TOOLS_JOB_FROM \
 	" WHERE j.run_id OPERATOR(pg_catalog.=) $1 AND c.defer_constraints"
 
 /*
@@ -207,9 +205,7 @@ tools_restore_constraint(const ToolsJob *job)
 					  " WHERE d.run_id OPERATOR(pg_catalog.=) $1"
 					  " AND $2 OPERATOR(pg_catalog.=) ANY (ARRAY[d.relation::pg_catalog.oid,"
 					  " d.referenced::pg_catalog.oid])"
-					  " AND NOT EXISTS (SELECT FROM " TOOLS_SCHEMA ".job AS j"
-					  " JOIN " TOOLS_SCHEMA ".config AS c"
-					  " ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
+					  " AND NOT EXISTS (SELECT" TOOLS_JOB_FROM
 					  " WHERE j.run_id OPERATOR(pg_catalog.=) $1"
 					  " AND c.target::pg_catalog.oid OPERATOR(pg_catalog.=) ANY"
 					  " (ARRAY[d.relation::pg_catalog.oid, d.referenced::pg_catalog.oid])"
