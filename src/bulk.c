@@ -39,6 +39,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
+#include "optimizer/planner.h"
 #include "rewrite/rewriteHandler.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
@@ -140,10 +141,14 @@ static bool
 insert_routed(const ToolsJob *job)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	SPIPlanPtr	plan = SPI_prepare(tools_copy_sql(job, false),
-								   NUM_PARAMS(job), tools_param_types(job));
+	SPIPlanPtr	plan;
 	bool		routed;
 
+	/* Without a planner hook, the planner is PostgreSQL's own. */
+	if (planner_hook == NULL)
+		return false;
+	plan = SPI_prepare(tools_copy_sql(job, false), NUM_PARAMS(job),
+					   tools_param_types(job));
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	routed = tools_plan_any(plan, stmt_routed, NULL);
