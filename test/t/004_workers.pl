@@ -33,15 +33,8 @@ $node->safe_psql('postgres', q{
   GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA tools TO alice;
   CREATE SCHEMA source AUTHORIZATION alice;
   GRANT CREATE ON SCHEMA public TO alice;
-  CREATE FUNCTION public.gate(id int) RETURNS boolean LANGUAGE plpgsql AS $$
-  BEGIN
-    IF id = 3001 THEN
-      PERFORM pg_advisory_lock_shared(42);
-      PERFORM pg_advisory_unlock_shared(42);
-    END IF;
-    RETURN true;
-  END $$;
 });
+ToolsGate->new($node, 'postgres')->install_function;
 $node->safe_psql('postgres', q{
   SET ROLE alice;
   CREATE TABLE source.s1 (id int PRIMARY KEY, v text);

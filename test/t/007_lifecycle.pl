@@ -30,16 +30,9 @@ my $setup = q{
   ANALYZE source.s;
   CREATE TABLE public.t (id int, v text);
   CREATE INDEX t_v ON public.t (v);
-  CREATE OR REPLACE FUNCTION public.gate(id int) RETURNS boolean LANGUAGE plpgsql AS $$
-  BEGIN
-    IF id = 3001 THEN
-      PERFORM pg_advisory_lock_shared(42);
-      PERFORM pg_advisory_unlock_shared(42);
-    END IF;
-    RETURN true;
-  END $$;
 };
 my $gate = ToolsGate->new($node, 'postgres');
+$gate->install_function;
 my $workers = q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'tools worker'};
 
 # Launch the one job of a new run with a worker, gated; return once it waits.

@@ -14,6 +14,24 @@ sub new
 	return bless { node => $node, db => $db }, $class;
 }
 
+# Create public.gate(id int), for a job's condition: it waits at key 3001
+# for as long as the gate is closed, and lets every other key pass.
+sub install_function
+{
+	my ($self) = @_;
+	$self->{node}->safe_psql($self->{db}, q{
+	  CREATE OR REPLACE FUNCTION public.gate(id int) RETURNS boolean LANGUAGE plpgsql AS $$
+	  BEGIN
+	    IF id = 3001 THEN
+	      PERFORM pg_advisory_lock_shared(42);
+	      PERFORM pg_advisory_unlock_shared(42);
+	    END IF;
+	    RETURN true;
+	  END $$;
+	});
+	return;
+}
+
 # Take lock 42 in a session that keeps it until open(), and wait until the
 # server shows it held.
 sub close
