@@ -140,22 +140,11 @@ stmt_routed(PlannedStmt *stmt, void *arg)
 static bool
 insert_routed(const ToolsJob *job)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	SPIPlanPtr	plan;
-	bool		routed;
-
 	/* Without a planner hook, the planner is PostgreSQL's own. */
 	if (planner_hook == NULL)
 		return false;
-	plan = SPI_prepare(tools_copy_sql(job, false), NUM_PARAMS(job),
-					   tools_param_types(job));
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	routed = tools_plan_any(plan, stmt_routed, NULL);
-	SPI_freeplan(plan);
-	/* SPI leaves its own context current: the caller's allocations go on. */
-	MemoryContextSwitchTo(cxt);
-	return routed;
+	return tools_sql_plan_any(tools_copy_sql(job, false), NUM_PARAMS(job),
+							  tools_param_types(job), stmt_routed, NULL);
 }
 
 /*

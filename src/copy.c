@@ -849,24 +849,16 @@ check_definitions(CopyState *st)
 	if (strcmp(now.source_name, job->source_name) != 0 ||
 		strcmp(now.target_name, job->target_name) != 0)
 		changed = "The source or the target was renamed.";
-	else if (now.nkeys != job->nkeys || strcmp(now.shape, job->shape) != 0)
+	else if (strcmp(now.shape, job->shape) != 0)
 		changed = "A copied column, or the key, was added, dropped, renamed, or changed its type.";
-	else
+	else if (job->bulk || job->remote != NULL)
 	{
-		int			i;
+		const char *why = job->bulk ? tools_bulk_obstacle(&now) :
+		tools_insert_obstacle(&now);
 
-		for (i = 0; i < job->nkeys && changed == NULL; i++)
-			if (now.keys[i].type != job->keys[i].type)
-				changed = "A column of the key changed its type.";
-		if (changed == NULL && (job->bulk || job->remote != NULL))
-		{
-			const char *why = job->bulk ? tools_bulk_obstacle(&now) :
-			tools_insert_obstacle(&now);
-
-			if (why != NULL)
-				changed = psprintf("The target can no longer be written the way this job began to: %s.",
-								   why);
-		}
+		if (why != NULL)
+			changed = psprintf("The target can no longer be written the way this job began to: %s.",
+							   why);
 	}
 	if (changed != NULL)
 		ereport(ERROR,

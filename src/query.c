@@ -120,6 +120,9 @@ describe_columns(ToolsJob *job)
 		job->target_attnums[job->ncolumns++] = att->attnum;
 	}
 	relation_close(rel, AccessShareLock);
+	for (i = 0; i < job->nkeys; i++)
+		appendStringInfo(&shape, "key %s %u; ", job->keys[i].name,
+						 job->keys[i].type);
 	job->columns = buf.data;
 	job->shape = shape.data;
 }
@@ -603,6 +606,28 @@ tools_plan_any(SPIPlanPtr plan, bool (*test) (PlannedStmt *stmt, void *arg),
 	return result;
 }
 
+/*
+ * Whether test holds for a statement of the generic plan of sql, prepared
+ * for the moment with parameters of the given types.  The caller is
+ * connected to SPI, and its memory context stays current.
+ */
+bool
+tools_sql_plan_any(const char *sql, int nargs, Oid *types,
+				   bool (*test) (PlannedStmt *stmt, void *arg), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+	bool		result;
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	result = tools_plan_any(plan, test, arg);
+	SPI_freeplan(plan);
+	/* SPI leaves its own context current: the caller's allocations go on. */
+	MemoryContextSwitchTo(cxt);
+	return result;
+}
+
 static bool
 stmt_reads_all(PlannedStmt *stmt, void *arg)
 {
@@ -635,17 +660,11 @@ stmt_reads_relation(PlannedStmt *stmt, void *arg)
 void
 tools_check_source(const ToolsJob *job)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	SPIPlanPtr	plan = SPI_prepare(psprintf("SELECT FROM %s", job->source_name),
-								   0, NULL);
 	Oid			target = job->target;
 	bool		reads;
 
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	reads = tools_plan_any(plan, stmt_reads_relation, &target);
-	SPI_freeplan(plan);
-	MemoryContextSwitchTo(cxt);
+	reads = tools_sql_plan_any(psprintf("SELECT FROM %s", job->source_name),
+							   0, NULL, stmt_reads_relation, &target);
 	if (!reads && job->source_fdw != NULL &&
 		strcmp(job->source_fdw, "postgres_fdw_handler") == 0)
 		reads = tools_fdw_points_here(job);

@@ -133,7 +133,8 @@ typedef struct ToolsJob
 	AttrNumber *target_attnums; /* their numbers in the target */
 	bool		same_types;		/* each has the same type and typmod in both */
 	char	   *shape;			/* each copied column's name, number and
-								 * types in both: what the batches rely on */
+								 * types in both, and the key's columns and
+								 * types: what the batches rely on */
 
 	/* chosen by tools.start() for its call */
 	bool		bulk;			/* batches write by bulk insertion */
@@ -254,6 +255,9 @@ extern char *tools_key_not_null(const ToolsJob *job);
 extern bool tools_plan_any(SPIPlanPtr plan,
 						   bool (*test) (PlannedStmt *stmt, void *arg),
 						   void *arg);
+extern bool tools_sql_plan_any(const char *sql, int nargs, Oid *types,
+							   bool (*test) (PlannedStmt *stmt, void *arg),
+							   void *arg);
 extern bool tools_plan_reads_all(SPIPlanPtr plan);
 extern void tools_check_source(const ToolsJob *job);
 extern List *tools_parse(const char *sql);
