@@ -131,32 +131,36 @@ SELECT pg_get_indexdef('public.d_x'::regclass);
 
 -- A role that owns its target defers and builds its indexes through the
 -- policy, once it may create them again: without CREATE on the schema it is
--- refused before anything is dropped.
-CREATE TABLE public.e (id int PRIMARY KEY, n int, t text);
-CREATE INDEX e_n ON public.e (n);
-ALTER TABLE public.e OWNER TO regress_tools_defer;
+-- refused before anything is dropped.  The schema is its own: before
+-- PostgreSQL 15, every role may create in schema public.
+CREATE SCHEMA own;
+GRANT USAGE ON SCHEMA own TO regress_tools_defer;
+CREATE TABLE own.e (id int PRIMARY KEY, n int, t text);
+CREATE INDEX e_n ON own.e (n);
+ALTER TABLE own.e OWNER TO regress_tools_defer;
 GRANT UPDATE ON tools.deferred_index TO regress_tools_defer;
 INSERT INTO tools.config (source, target, pkey, batchsize, defer_indexes)
-VALUES ('source.d', 'public.e', 'id', 300, true);
-SELECT statement FROM tools.run('{public.e}');
+VALUES ('source.d', 'own.e', 'id', 300, true);
+SELECT statement FROM tools.run('{own.e}');
 SET ROLE regress_tools_defer;
 CALL tools.start(9);
 RESET ROLE;
 SELECT job_id, state, rows FROM tools.job WHERE job_id = 9;
 SELECT count(*) FROM tools.deferred_index;
-SELECT to_regclass('public.e_n') IS NOT NULL AS e_n_kept;
-GRANT CREATE ON SCHEMA public TO regress_tools_defer;
+SELECT to_regclass('own.e_n') IS NOT NULL AS e_n_kept;
+GRANT CREATE ON SCHEMA own TO regress_tools_defer;
 SET ROLE regress_tools_defer;
 CALL tools.start(9);
 RESET ROLE;
 SELECT job_id, state, rows FROM tools.job WHERE job_id = 9;
 SELECT count(*) FROM tools.deferred_index;
-SELECT pg_get_indexdef('public.e_n'::regclass);
+SELECT pg_get_indexdef('own.e_n'::regclass);
 
-REVOKE ALL ON SCHEMA tools, source, public FROM regress_tools_defer;
+REVOKE ALL ON SCHEMA tools, source, own FROM regress_tools_defer;
 REVOKE ALL ON ALL TABLES IN SCHEMA tools, source FROM regress_tools_defer;
 REVOKE ALL ON public.d FROM regress_tools_defer;
-DROP TABLE public.e;
+DROP TABLE own.e;
+DROP SCHEMA own;
 DROP ROLE regress_tools_defer;
 DROP TABLE source.d, public.d, public.d_before;
 DROP FUNCTION other.lower(text), public.inverse(int);

@@ -49,7 +49,11 @@ INSERT INTO tools.config (source, target, pkey, priority, condition, batchsize, 
 SELECT statement, target FROM tools.run();
 CALL tools.start(1);
 CALL tools.start(2);
+-- (The failing statement's text, which differs with the path the job
+-- takes, is left out of the error's context.)
+\set SHOW_CONTEXT never
 CALL tools.start(3);
+\set SHOW_CONTEXT errors
 CALL tools.start(4);
 SELECT job_id, state, lastseq, rows, error FROM tools.job ORDER BY job_id;
 

@@ -23,14 +23,14 @@ SELECT bool_and(upper::bigint = next_lower::bigint) AS contiguous,
 
 -- The parts run in any order, each reading only its range: the target is
 -- emptied once, by the first to start, and ends equal to the source.
-SELECT pg_stat_force_next_flush();
+CALL public.flush_stats();
 SELECT seq_tup_read + idx_tup_fetch AS read_before
   FROM pg_stat_user_tables WHERE relid = 'source.p'::regclass \gset
 CALL tools.start(3);
 CALL tools.start(1);
 CALL tools.start(4);
 CALL tools.start(2);
-SELECT pg_stat_force_next_flush();
+CALL public.flush_stats();
 SELECT pg_stat_clear_snapshot();
 SELECT seq_tup_read + idx_tup_fetch - :read_before BETWEEN 2 * 20000 AND 2 * 20000 + 100 AS read_twice
   FROM pg_stat_user_tables WHERE relid = 'source.p'::regclass;
@@ -47,7 +47,11 @@ ALTER TABLE public.p ADD CONSTRAINT not_12345 CHECK (id <> 12345) NOT VALID;
 SELECT statement FROM tools.run();
 CALL tools.start(5);
 CALL tools.start(6);
+-- (The failing statement's text, which differs with the path the job
+-- takes, is left out of the error's context.)
+\set SHOW_CONTEXT never
 CALL tools.start(7);
+\set SHOW_CONTEXT errors
 CALL tools.start(8);
 SELECT job_id, state, lastkey, rows FROM tools.job WHERE run_id = 2 ORDER BY job_id;
 ALTER TABLE public.p DROP CONSTRAINT not_12345;

@@ -14,7 +14,9 @@ SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) AS type,
  WHERE c.relnamespace = 'tools'::regnamespace AND c.relkind IN ('r', 'v')
  ORDER BY c.relname, a.attnum;
 
-SELECT p.proname, p.prokind, pg_get_function_arguments(p.oid) AS arguments,
+-- (Without the IN that PostgreSQL 14 on writes before a procedure's argument.)
+SELECT p.proname, p.prokind,
+       regexp_replace(pg_get_function_arguments(p.oid), '^IN ', '') AS arguments,
        pg_get_function_result(p.oid) AS result, p.prosecdef AS security_definer
   FROM pg_proc p
  WHERE p.pronamespace = 'tools'::regnamespace
@@ -49,6 +51,19 @@ BEGIN
                   UNION ALL (SELECT %3$s FROM %2$s EXCEPT ALL SELECT %3$s FROM %1$s)) d',
                  source, target, cols) INTO d;
   RETURN d;
+END $$;
+
+-- Make the statistics of what this session read visible to its next
+-- statement (pg_stat_user_tables), which later tests count rows read by.
+-- From PostgreSQL 15 on, a function does it; before, the session sends them
+-- when it goes idle, once half a second passed since it last sent them.
+CREATE PROCEDURE public.flush_stats() LANGUAGE plpgsql AS $$
+BEGIN
+  IF current_setting('server_version_num')::int >= 150000 THEN
+    EXECUTE 'SELECT pg_catalog.pg_stat_force_next_flush()';
+  ELSE
+    PERFORM pg_catalog.pg_sleep(0.6);
+  END IF;
 END $$;
 
 -- A postgres_fdw server for a database of this cluster, over its socket.
