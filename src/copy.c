@@ -35,6 +35,7 @@
 
 #include "access/heapam.h"
 #include "access/xact.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -46,6 +47,7 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/datum.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
@@ -81,6 +83,8 @@ typedef struct CopyState
 	MemoryContext nextcxt;
 	bool		done;
 	bool		copied_all;		/* a job without a key has completed */
+	bool		nothing_seen;	/* a transaction of the call found nothing
+								 * left to copy (nothing_left()) */
 	bool		from_start;		/* its run empties the target: no position */
 	bool		restoring;		/* deferred indexes are being built again */
 	LOCKTAG		target_lock;	/* held while target_locked */
@@ -888,6 +892,30 @@ stands_still(CopyState *st, const Datum *upper)
 }
 
 /*
+ * Whether the job may take the batch that found nothing left to copy for
+ * its end.  A local table is read with a snapshot taken after its lock.
+ * Another source may not be: postgres_fdw's remote transaction takes its
+ * snapshot with its first statement, before that statement locks the
+ * remote table, and a table rewritten by DDL that commits in between (ALTER
+ * TABLE ... TYPE, which is not MVCC-safe) looks empty in that snapshot.
+ * Such a job ends only when a second transaction, whose snapshot comes
+ * after that DDL, finds nothing left either.
+ */
+static bool
+nothing_left(CopyState *st)
+{
+	char		relkind = get_rel_relkind(st->job.source);
+
+	if (relkind == RELKIND_RELATION || relkind == RELKIND_PARTITIONED_TABLE ||
+		relkind == RELKIND_MATVIEW || st->nothing_seen)
+		return true;
+	st->nothing_seen = true;
+	elog(DEBUG1, "tools job %lld found nothing left to copy in %s; a new transaction looks again",
+		 (long long) st->job.job_id, st->job.source_name);
+	return false;
+}
+
+/*
  * Copy the next key range and record it.  The job is done after the last
  * batch: the one that found no batchsize-th key (or had no batch size).
  */
@@ -929,6 +957,10 @@ copy_batch(CopyState *st)
 	else
 		found = find_upper(st, PLAN_LAST, upper);
 	st->has_next = false;
+	if (found)
+		st->nothing_seen = false;
+	else if (job->nkeys > 0 && !nothing_left(st))
+		last_batch = false;
 	if (found && stands_still(st, upper))
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -970,6 +1002,9 @@ copy_batch(CopyState *st)
 			copied = tools_bulk_copy(job, plan, params);
 		else if (!remote)
 			copied = tools_execute_plan(plan, params, false, SPI_OK_INSERT);
+		/* Without a key, everything is one batch: none copied, once more. */
+		if (job->nkeys == 0 && copied == 0 && !nothing_left(st))
+			last_batch = false;
 		if (prefetch)
 		{
 			MemoryContext oldcxt;

@@ -815,6 +815,20 @@ tools_remote_batch(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 		level = tools_fix_style();
 	}
 
+	/*
+	 * Locks before the snapshot.  COPY (SELECT ...) takes its snapshot before
+	 * its query locks what it reads, and a table rewritten by DDL that
+	 * commits while the COPY waits for its lock (ALTER TABLE ... TYPE, which
+	 * is not MVCC-safe) would look empty to it: a batch's range would be
+	 * copied without a row.  The same SELECT, without rows, takes the locks
+	 * first; the COPY that follows in the transaction takes a snapshot of
+	 * its own, after them.
+	 */
+	send_command(&r->copy, "BEGIN ISOLATION LEVEL READ COMMITTED");
+	PQclear(last_result(&r->copy, PGRES_COMMAND_OK));
+	send_command(&r->copy, psprintf("SELECT FROM (%s) AS s LIMIT 0", sql));
+	PQclear(last_result(&r->copy, PGRES_TUPLES_OK));
+
 	send_command(&r->copy, r->binary ?
 				 psprintf("COPY (%s) TO STDOUT (FORMAT binary)",
 						  typed_sql(job, sql, attnames)) :
@@ -854,6 +868,8 @@ tools_remote_batch(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 	}
 	reading = NULL;
 	PopActiveSnapshot();
+	send_command(&r->copy, "COMMIT");
+	PQclear(last_result(&r->copy, PGRES_COMMAND_OK));
 
 	if (level >= 0)
 		tools_restore_settings(level);

@@ -208,5 +208,74 @@ is($node->safe_psql('postgres', q{
 	    FROM public.nums}),
 	'5000 5000 0', 'every row has its value: none read as another type');
 
+# 5. A remote table rewritten while the job's next read waits for its
+# lock.  A rewrite (ALTER TABLE ... TYPE) is not MVCC-safe: a snapshot
+# taken before it commits sees the new table empty.  The job stands in
+# batch 4 at its target's gate; on the remote server a session holds the
+# table, the ALTER waits behind it, and the job's next read waits behind
+# the ALTER.  When the holder ends, the ALTER commits, then the read runs.
+# A read whose snapshot was taken before its lock would see no row and
+# call the job completed with 4000 rows, or skip a batch's range; the job
+# must copy every row.
+$node->safe_psql('src', q{
+  CREATE TABLE public.rw (id int PRIMARY KEY, n int);
+  INSERT INTO public.rw SELECT g, g + 1000 FROM generate_series(1, 5000) g;
+});
+$node->safe_psql('postgres', q{
+  IMPORT FOREIGN SCHEMA public LIMIT TO (rw) FROM SERVER src INTO src;
+  CREATE TABLE public.rw (id int PRIMARY KEY, n bigint);
+  CREATE TRIGGER hold_at_3001 BEFORE INSERT ON public.rw
+    FOR EACH ROW EXECUTE FUNCTION public.hold_at_3001();
+  INSERT INTO tools.config (source, target, pkey, batchsize)
+  VALUES ('src.rw', 'public.rw', 'id', 1000);
+});
+my $run3 = $node->safe_psql('postgres', q{SELECT max(run_id) + 1 FROM tools.run});
+$node->safe_psql('postgres', q{SELECT tools.run('{public.rw}')});
+my $job3 = $node->safe_psql('postgres', "SELECT job_id FROM tools.job WHERE run_id = $run3");
+$local_gate->close;
+my ($out4, $err4) = ('', '');
+my $h4 = IPC::Run::start(
+	[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c', "CALL tools.start($job3)" ],
+	'>', \$out4, '2>', \$err4);
+$node->poll_query_until('postgres', qq{
+  SELECT count(*) = 1 FROM pg_stat_activity a JOIN pg_locks l USING (pid)
+   WHERE a.query = 'CALL tools.start($job3)' AND l.locktype = 'advisory'
+     AND l.objid = 42 AND NOT l.granted})
+  or die 'the job did not reach its gate';
+my ($out5, $err5, $out6, $err6) = ('', '', '', '');
+my $holder = IPC::Run::start(
+	[ 'psql', '-X', '-d', $node->connstr('src'), '-c',
+	  'BEGIN; LOCK TABLE public.rw IN ACCESS SHARE MODE; SELECT pg_sleep(3600)' ],
+	'>', \$out5, '2>', \$err5);
+$node->poll_query_until('src', q{
+  SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE 'BEGIN; LOCK TABLE public.rw%'
+     AND wait_event = 'PgSleep'})
+  or die 'the holder did not take its lock';
+my $rewrite = IPC::Run::start(
+	[ 'psql', '-X', '-d', $node->connstr('src'), '-c',
+	  'ALTER TABLE public.rw ALTER COLUMN n TYPE bigint' ],
+	'>', \$out6, '2>', \$err6);
+$node->poll_query_until('src', q{
+  SELECT count(*) = 1 FROM pg_locks
+   WHERE relation = 'public.rw'::regclass AND mode = 'AccessExclusiveLock' AND NOT granted})
+  or die 'the ALTER did not wait';
+$local_gate->open;
+$node->poll_query_until('src', q{
+  SELECT count(*) = 2 FROM pg_locks WHERE relation = 'public.rw'::regclass AND NOT granted})
+  or die 'the job\'s next read did not wait behind the ALTER';
+$node->safe_psql('src', q{
+  SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+   WHERE query LIKE 'BEGIN; LOCK TABLE public.rw%'});
+$holder->finish;
+$rewrite->finish;
+$h4->finish;
+is($err6, '', 'the remote table was rewritten while the job waited to read it');
+is($node->safe_psql('postgres', "SELECT format('%s %s', state, rows) FROM tools.job WHERE job_id = $job3"),
+	'completed 5000', 'the job completed with every row');
+is($node->safe_psql('postgres', q{
+	  SELECT format('%s %s %s', count(*), count(DISTINCT id), count(*) FILTER (WHERE n <> id + 1000))
+	    FROM public.rw}),
+	'5000 5000 0', 'the target holds every row once, with its value');
+
 $node->stop;
 done_testing();
