@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * constraints.c
- *		Foreign keys of a run's targets dropped before its jobs copy, and
- *		added back once they are done (tools.config.defer_constraints).
+ *		Foreign keys of a run's targets, and the primary keys and unique
+ *		constraints of the targets it empties, dropped before its jobs copy,
+ *		and added back once they are done (tools.config.defer_constraints).
  *
  * A foreign key checks each row inserted into its table with a trigger:
  * jobs into such a target cannot write the way COPY does, jobs of one
@@ -15,6 +16,13 @@
  * failure at any point leaves the definition of every key that is not
  * there.  Starts of a run's jobs are ordered by the run's row lock, so the
  * later ones find the keys gone.
+ *
+ * A target that the run empties (trunc) has its primary key and unique
+ * constraints dropped and recorded the same way, after the foreign keys
+ * that reference them: maintaining a key row by row costs more than the
+ * rows' copy itself, and building its index from a sort once costs little.
+ * A job's batches are exactly-once by their bookkeeping, not by the key;
+ * a doubled row fails the job when the key comes back.
  *
  * A key comes back when every job of the run on the two tables it joins
  * has completed: the completing job that sees it so adds it NOT VALID (a
@@ -39,6 +47,8 @@
 #include "postgres.h"
 
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_constraint.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -53,6 +63,27 @@
 #define DEFERRING_TARGETS_SQL \
 	"SELECT c.target::pg_catalog.oid" TOOLS_JOB_FROM \
 	" WHERE j.run_id OPERATOR(pg_catalog.=) $1 AND c.defer_constraints"
+
+/* Those of them that the run empties: every configuration also sets trunc. */
+#define EMPTIED_TARGETS_SQL \
+	"SELECT c.target::pg_catalog.oid" TOOLS_JOB_FROM \
+	" WHERE j.run_id OPERATOR(pg_catalog.=) $1 GROUP BY c.target" \
+	" HAVING pg_catalog.bool_and(c.trunc AND c.defer_constraints)"
+
+/* What a constraint of type contype is called in messages. */
+static const char *
+constraint_kind(char contype)
+{
+	switch (contype)
+	{
+		case CONSTRAINT_PRIMARY:
+			return "primary key";
+		case CONSTRAINT_UNIQUE:
+			return "unique constraint";
+		default:
+			return "foreign key";
+	}
+}
 
 /*
  * At the first start of a job of its run (no job of the run has started):
@@ -85,25 +116,41 @@ tools_defer_constraints(const ToolsJob *job)
 				  " OR referenced::pg_catalog.oid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL "))",
 				  1, types, values, NULL, SPI_OK_UPDATE);
 
-	n = tools_execute("SELECT k.conrelid, k.conname, k.confrelid,"
-					  " pg_catalog.pg_has_role(t.relowner, 'USAGE')"
+	/*
+	 * The foreign keys first: a primary key or unique constraint that one
+	 * references can be dropped only after it.  A key stays where it is the
+	 * replica identity or the clustered index, or on a partition or a
+	 * partitioned table.
+	 */
+	n = tools_execute("SELECT k.conrelid, k.conname,"
+					  " CASE WHEN k.contype OPERATOR(pg_catalog.=) 'f' THEN k.confrelid"
+					  " ELSE k.conrelid END,"
+					  " pg_catalog.pg_has_role(t.relowner, 'USAGE'), k.contype"
 					  " FROM pg_catalog.pg_constraint AS k"
 					  " JOIN pg_catalog.pg_class AS t ON t.oid OPERATOR(pg_catalog.=) k.conrelid"
-					  " WHERE k.contype OPERATOR(pg_catalog.=) 'f'"
-					  " AND k.conparentid OPERATOR(pg_catalog.=) 0"
+					  " WHERE k.conparentid OPERATOR(pg_catalog.=) 0"
+					  " AND ((k.contype OPERATOR(pg_catalog.=) 'f'"
 					  " AND (k.conrelid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL ")"
-					  " OR k.confrelid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL "))"
-					  " ORDER BY k.conrelid, k.conname",
+					  " OR k.confrelid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL ")))"
+					  " OR (k.contype OPERATOR(pg_catalog.=) ANY ('{p,u}'::pg_catalog.\"char\"[])"
+					  " AND k.conrelid OPERATOR(pg_catalog.=) ANY (" EMPTIED_TARGETS_SQL ")"
+					  " AND t.relkind OPERATOR(pg_catalog.=) " CppAsString2(RELKIND_RELATION)
+					  " AND NOT t.relispartition"
+					  " AND NOT EXISTS (SELECT FROM pg_catalog.pg_index AS i"
+					  " WHERE i.indexrelid OPERATOR(pg_catalog.=) k.conindid"
+					  " AND (i.indisreplident OR i.indisclustered))))"
+					  " ORDER BY k.contype OPERATOR(pg_catalog.=) 'f' DESC, k.conrelid, k.conname",
 					  1, types, values, NULL, SPI_OK_SELECT);
 	keys = SPI_tuptable;
 	for (i = 0; i < n; i++)
 		if (!DatumGetBool(SPI_getbinval(keys->vals[i], keys->tupdesc, 4, &isnull)))
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("must be owner of table %s to defer its foreign key \"%s\"",
+					 errmsg("must be owner of table %s to defer its %s \"%s\"",
 							tools_relation_sql(DatumGetObjectId(SPI_getbinval(keys->vals[i], keys->tupdesc, 1, &isnull))),
+							constraint_kind(DatumGetChar(SPI_getbinval(keys->vals[i], keys->tupdesc, 5, &isnull))),
 							SPI_getvalue(keys->vals[i], keys->tupdesc, 2)),
-					 errdetail("The configuration of job %lld sets defer_constraints: the run drops the foreign keys of its targets and adds them back.",
+					 errdetail("The configuration of job %lld sets defer_constraints: the run drops the constraints of its targets and adds them back.",
 							   (long long) job->job_id),
 					 errhint("Run the job as the owner of the tables, or set defer_constraints to false in tools.config.")));
 
@@ -112,6 +159,7 @@ tools_defer_constraints(const ToolsJob *job)
 		Oid			relation = DatumGetObjectId(SPI_getbinval(keys->vals[i], keys->tupdesc, 1, &isnull));
 		char	   *name = SPI_getvalue(keys->vals[i], keys->tupdesc, 2);
 		Oid			referenced = DatumGetObjectId(SPI_getbinval(keys->vals[i], keys->tupdesc, 3, &isnull));
+		char		contype = DatumGetChar(SPI_getbinval(keys->vals[i], keys->tupdesc, 5, &isnull));
 		int			level = tools_catalog_search_path();
 
 		values[1] = ObjectIdGetDatum(relation);
@@ -135,21 +183,27 @@ tools_defer_constraints(const ToolsJob *job)
 		tools_execute(psprintf("ALTER TABLE %s DROP CONSTRAINT %s",
 							   tools_relation_sql(relation), quote_identifier(name)),
 					  0, NULL, NULL, NULL, SPI_OK_UTILITY);
-		ereport(NOTICE,
-				(errmsg("foreign key \"%s\" of %s is dropped until the run's jobs on %s and %s complete",
-						name, tools_relation_sql(relation), tools_relation_sql(relation),
-						tools_relation_sql(referenced))));
+		if (contype == CONSTRAINT_FOREIGN)
+			ereport(NOTICE,
+					(errmsg("foreign key \"%s\" of %s is dropped until the run's jobs on %s and %s complete",
+							name, tools_relation_sql(relation), tools_relation_sql(relation),
+							tools_relation_sql(referenced))));
+		else
+			ereport(NOTICE,
+					(errmsg("%s \"%s\" of %s is dropped until the run's jobs on it complete",
+							constraint_kind(contype), name, tools_relation_sql(relation))));
 	}
 }
 
 /*
- * Refuse a recorded definition that does not add the recorded foreign key
+ * Refuse a recorded definition that does not add the recorded constraint
  * to the recorded table: the statement built from it must parse as one
- * ALTER TABLE of that table adding one foreign key of that name.  Names
- * resolve in the caller's search_path, which is pg_catalog alone.
+ * ALTER TABLE of that table adding one foreign key, primary key or unique
+ * constraint of that name, the kind the definition says.  Names resolve in
+ * the caller's search_path, which is pg_catalog alone.
  */
 static void
-check_definition(Oid relation, const char *name, const char *sql)
+check_definition(Oid relation, const char *name, char contype, const char *sql)
 {
 	List	   *stmts = tools_parse(sql);
 	AlterTableStmt *stmt = NULL;
@@ -164,22 +218,44 @@ check_definition(Oid relation, const char *name, const char *sql)
 	if (cmd != NULL && cmd->subtype == AT_AddConstraint && cmd->def != NULL &&
 		IsA(cmd->def, Constraint))
 		con = (Constraint *) cmd->def;
-	if (con == NULL || con->contype != CONSTR_FOREIGN || con->conname == NULL ||
+	if (con == NULL ||
+		con->contype != (contype == CONSTRAINT_PRIMARY ? CONSTR_PRIMARY :
+						 contype == CONSTRAINT_UNIQUE ? CONSTR_UNIQUE :
+						 CONSTR_FOREIGN) ||
+		con->conname == NULL ||
 		strcmp(con->conname, name) != 0 ||
 		RangeVarGetRelid(stmt->relation, NoLock, true) != relation)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-				 errmsg("definition of deferred foreign key \"%s\" of %s does not add that foreign key",
-						name, tools_relation_sql(relation)),
+				 errmsg("definition of deferred %s \"%s\" of %s does not add that %s",
+						constraint_kind(contype), name,
+						tools_relation_sql(relation), constraint_kind(contype)),
 				 errdetail("The statement built from it is: %s", sql),
 				 errhint("Correct its row in tools.deferred_constraint, or delete the row.")));
 }
 
 /*
- * Add back, or validate, one foreign key that the job's run deferred and
+ * The kind of a recorded constraint, as pg_get_constraintdef() begins it.
+ */
+static char
+recorded_kind(const char *definition)
+{
+	if (strncmp(definition, "PRIMARY KEY", 11) == 0)
+		return CONSTRAINT_PRIMARY;
+	if (strncmp(definition, "UNIQUE", 6) == 0)
+		return CONSTRAINT_UNIQUE;
+	return CONSTRAINT_FOREIGN;
+}
+
+/*
+ * Add back, or validate, one constraint that the job's run deferred and
  * whose tables' jobs of the run have all completed; false when none is
- * left.  One step per call: adding it NOT VALID, then validating it and
- * forgetting it.  The caller is connected to SPI.
+ * left.  Primary keys and unique constraints come first, since a foreign
+ * key needs the one it references (a foreign key waits while the key of
+ * the table it references is recorded; the job that adds that key goes on
+ * with it): each is added, building its index, and forgotten in one step.  A foreign key takes two steps: adding it NOT
+ * VALID, then validating it and forgetting it.  The caller is connected to
+ * SPI.
  */
 bool
 tools_restore_constraint(const ToolsJob *job)
@@ -191,6 +267,9 @@ tools_restore_constraint(const ToolsJob *job)
 	char	   *name;
 	char	   *definition;
 	char	   *relation_name;
+	char		contype;
+	bool		exists;
+	bool		validated;
 	bool		isnull;
 	int			level;
 
@@ -210,36 +289,44 @@ tools_restore_constraint(const ToolsJob *job)
 					  " AND c.target::pg_catalog.oid OPERATOR(pg_catalog.=) ANY"
 					  " (ARRAY[d.relation::pg_catalog.oid, d.referenced::pg_catalog.oid])"
 					  " AND j.state OPERATOR(pg_catalog.<>) 'completed')"
-					  " ORDER BY d.relation, d.name LIMIT 1",
+					  " AND (d.definition OPERATOR(pg_catalog.!~~) 'FOREIGN KEY %'"
+					  " OR NOT EXISTS (SELECT FROM " TOOLS_SCHEMA ".deferred_constraint AS r"
+					  " WHERE r.relation OPERATOR(pg_catalog.=) d.referenced"
+					  " AND r.definition OPERATOR(pg_catalog.!~~) 'FOREIGN KEY %'))"
+					  " ORDER BY d.definition OPERATOR(pg_catalog.~~) 'FOREIGN KEY %',"
+					  " d.relation, d.name LIMIT 1",
 					  2, types, values, NULL, SPI_OK_SELECT) == 0)
 		return false;
 	relation = DatumGetObjectId(tools_result_value(1, &isnull));
 	name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	definition = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	contype = recorded_kind(definition);
 	relation_name = tools_relation_sql(relation);
 	values[1] = ObjectIdGetDatum(relation);
 	values[2] = DirectFunctionCall1(namein, CStringGetDatum(name));
 
 	level = tools_catalog_search_path();
-	if (tools_execute("SELECT k.convalidated FROM pg_catalog.pg_constraint AS k"
-					  " WHERE k.conrelid OPERATOR(pg_catalog.=) $2"
-					  " AND k.conname OPERATOR(pg_catalog.=) $3"
-					  " AND k.contype OPERATOR(pg_catalog.=) 'f'",
-					  3, types, values, NULL, SPI_OK_SELECT) == 0)
+	exists = tools_execute("SELECT k.convalidated FROM pg_catalog.pg_constraint AS k"
+						   " WHERE k.conrelid OPERATOR(pg_catalog.=) $2"
+						   " AND k.conname OPERATOR(pg_catalog.=) $3",
+						   3, types, values, NULL, SPI_OK_SELECT) > 0;
+	validated = exists && DatumGetBool(tools_result_value(1, &isnull));
+	if (!exists)
 	{
-		char	   *sql = psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID",
+		char	   *sql = psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s%s",
 								   relation_name, quote_identifier(name),
-								   definition);
+								   definition,
+								   contype == CONSTRAINT_FOREIGN ? " NOT VALID" : "");
 
-		check_definition(relation, name, sql);
+		check_definition(relation, name, contype, sql);
 		ereport(NOTICE,
-				(errmsg("adding foreign key \"%s\" of %s back", name,
-						relation_name)));
+				(errmsg("adding %s \"%s\" of %s back",
+						constraint_kind(contype), name, relation_name)));
 		tools_execute(sql, 0, NULL, NULL, NULL, SPI_OK_UTILITY);
 	}
-	else
+	if (contype != CONSTRAINT_FOREIGN || exists)
 	{
-		if (!DatumGetBool(tools_result_value(1, &isnull)))
+		if (contype == CONSTRAINT_FOREIGN && !validated)
 		{
 			ereport(NOTICE,
 					(errmsg("validating foreign key \"%s\" of %s", name,

@@ -88,8 +88,14 @@ for my $round (1, 2)
 		    FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace}),
 		'orders t, pgbench_accounts t, pgbench_history t, pgbench_history t, pgbench_history t, pgbench_tellers t',
 		"round $round: every foreign key is back and validated");
+	is( $node->safe_psql('postgres', q{
+		  SELECT string_agg(k.conrelid::regclass::text, ', ' ORDER BY k.conrelid::regclass::text)
+		    FROM pg_constraint k JOIN pg_index i ON i.indexrelid = k.conindid
+		   WHERE k.contype = 'p' AND k.connamespace = 'public'::regnamespace AND i.indisvalid}),
+		'events, orders, pgbench_accounts, pgbench_branches, pgbench_tellers',
+		"round $round: every primary key is back, its index valid");
 	is($node->safe_psql('postgres', 'SELECT count(*) FROM tools.deferred_constraint'), '0',
-		"round $round: no foreign key is left deferred");
+		"round $round: no constraint is left deferred");
 	is( $node->safe_psql('postgres', q{
 		  SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = 'public.history_aid'::regclass}),
 		't', "round $round: the secondary index is back and valid");
