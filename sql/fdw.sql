@@ -88,13 +88,23 @@ CALL tools.start(5);
 SELECT public.differing('public.fdw_items', 'public.fdw_items_from_file', 'id, name') AS items_from_file;
 
 -- A table cut into two parts over postgres_fdw.  The cuts come from the
--- foreign table's statistics: without them run() refuses, saying what to
--- do; ANALYZE samples the remote table.  Each part reads only its range on
--- the remote: the rows twice in all, as one job does.
+-- foreign table's statistics; without them, an integer key's range is cut
+-- into equal widths, from its smallest and largest key; ANALYZE samples the
+-- remote table.  Each part reads only its range on the remote: the rows
+-- twice in all, as one job does.
 CREATE TABLE public.fdw_items_parts (id bigint PRIMARY KEY, name text);
 INSERT INTO tools.config (source, target, pkey, batchsize, trunc, parts)
 VALUES ('remote.items_counted', 'public.fdw_items_parts', 'id', 500, true, 2);
 SELECT statement FROM tools.run('{public.fdw_items_parts}');
+SELECT lower, upper FROM tools.job WHERE run_id = (SELECT max(run_id) FROM tools.run) ORDER BY job_id;
+-- A key of another type, without statistics, cannot be cut: run() says
+-- what can be done.
+CREATE TABLE public.fdw_by_name (id bigint, name text);
+INSERT INTO tools.config (source, target, pkey, trunc, parts)
+VALUES ('remote.items_file', 'public.fdw_by_name', 'name', true, 2);
+SELECT statement FROM tools.run('{public.fdw_by_name}');
+DELETE FROM tools.config WHERE target = 'public.fdw_by_name'::regclass;
+DROP TABLE public.fdw_by_name;
 ANALYZE remote.items_counted;
 SELECT reads AS reads_before FROM remote.reads_count \gset
 SELECT statement FROM tools.run('{public.fdw_items_parts}') \gexec

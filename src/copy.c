@@ -36,6 +36,7 @@
 #include "access/heapam.h"
 #include "access/xact.h"
 #include "catalog/pg_class.h"
+#include "common/int.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -62,6 +63,7 @@ typedef enum JobPlan
 	PLAN_COPY,					/* copy a key range */
 	PLAN_REMOTE,				/* read a key range, planned for its own
 								 * range (tools_remote_batch()) */
+	PLAN_SPAN,					/* smallest and largest key left, and rows */
 	NUM_PLANS
 } JobPlan;
 
@@ -85,6 +87,11 @@ typedef struct CopyState
 	bool		copied_all;		/* a job without a key has completed */
 	bool		nothing_seen;	/* a transaction of the call found nothing
 								 * left to copy (nothing_left()) */
+	bool		windows;		/* batches are key windows (next_window()) */
+	bool		span_known;		/* lo and hi are known: */
+	int64		lo;				/* the smallest key, at the call's start */
+	int64		hi;				/* the largest key, as last seen */
+	int64		width;			/* of the next window */
 	bool		from_start;		/* its run empties the target: no position */
 	bool		restoring;		/* deferred indexes are being built again */
 	LOCKTAG		target_lock;	/* held while target_locked */
@@ -312,10 +319,13 @@ prepare_plans(CopyState *st)
 
 	for (lower = 0; lower <= 1; lower++)
 	{
-		if (job->batchsize > 0 && job->nkeys > 0)
+		if (st->windows)
+			st->plans[PLAN_SPAN][lower] =
+				keep_plan(job, tools_span_sql(job, lower), 0);
+		else if (job->batchsize > 0 && job->nkeys > 0)
 			st->plans[PLAN_NEXT][lower] =
 				keep_plan(job, tools_bound_sql(job, lower, false), 0);
-		if (job->nkeys > 0)
+		if (job->nkeys > 0 && !st->windows)
 			st->plans[PLAN_LAST][lower] =
 				keep_plan(job, tools_bound_sql(job, lower, true), 0);
 		st->plans[PLAN_COPY][lower] =
@@ -426,6 +436,113 @@ static ParamListInfo
 batch_params(CopyState *st, const Datum *upper)
 {
 	return range_params(st, st->has_last ? st->last : NULL, upper);
+}
+
+/*
+ * Key windows.  Over a foreign data wrapper other than postgres_fdw, a
+ * bound statement's ORDER BY ... OFFSET ... LIMIT 1 may make the remote
+ * server sort every row left (mysql_fdw writes ORDER BY as "key IS NULL,
+ * key", which MySQL and MariaDB sort instead of reading the key's index),
+ * and each batch then costs more than the one before.  A job whose key is
+ * one integer column reads such a source in windows of key values instead:
+ * a batch is key > a AND key <= b, with no ORDER BY and no LIMIT, and b is
+ * a plus a width that follows the density of the rows the previous window
+ * held (batchsize rows where the density holds; four times wider after an
+ * empty window, at most four times wider than the one before).  The span
+ * of the keys left, and their number, come from one aggregate statement
+ * that the wrapper sends whole, at the call's start and again whenever the
+ * windows pass the largest key seen: a job completes only when no key is
+ * left above its position.  The windows are contiguous, so which rows a
+ * batch copies does not depend on their width.
+ */
+static bool
+use_windows(const ToolsJob *job)
+{
+	Oid			type = job->nkeys == 1 ? job->keys[0].type : InvalidOid;
+
+	return job->source_foreign && job->source_fdw != NULL &&
+		strcmp(job->source_fdw, "postgres_fdw_handler") != 0 &&
+		job->batchsize > 0 &&
+		(type == INT2OID || type == INT4OID || type == INT8OID);
+}
+
+/* A key value of the job's integer key, as int64, and back. */
+static int64
+key_int(const ToolsJob *job, Datum value)
+{
+	switch (job->keys[0].type)
+	{
+		case INT2OID:
+			return DatumGetInt16(value);
+		case INT4OID:
+			return DatumGetInt32(value);
+		default:
+			return DatumGetInt64(value);
+	}
+}
+
+static Datum
+int_key(const ToolsJob *job, int64 value)
+{
+	switch (job->keys[0].type)
+	{
+		case INT2OID:
+			return Int16GetDatum((int16) value);
+		case INT4OID:
+			return Int32GetDatum((int32) value);
+		default:
+			return Int64GetDatum(value);
+	}
+}
+
+/*
+ * The upper end of the next window, into upper, and the width of key values
+ * it spans, into span; false when no key is left above the position.
+ */
+static bool
+next_window(CopyState *st, Datum *upper, double *span)
+{
+	ToolsJob   *job = &st->job;
+	int64		last = st->has_last ? key_int(job, st->last[0]) : 0;
+	int64		end;
+
+	if (!st->span_known || (st->has_last && last >= st->hi))
+	{
+		bool		isnull;
+		int64		n;
+
+		if (tools_execute_plan(st->plans[PLAN_SPAN][st->has_last],
+							   batch_params(st, NULL), true, SPI_OK_SELECT) == 0)
+			return false;
+		st->hi = key_int(job, tools_result_value(2, &isnull));
+		if (!st->span_known)
+		{
+			st->lo = key_int(job, tools_result_value(1, &isnull));
+			n = DatumGetInt64(tools_result_value(3, &isnull));
+			st->width = (int64) Max(1.0, Min((double) PG_INT64_MAX / 4,
+											 ((double) st->hi - st->lo + 1) *
+											 job->batchsize / n));
+			st->span_known = true;
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	if (st->has_last ? pg_add_s64_overflow(last, st->width, &end) :
+		pg_add_s64_overflow(st->lo, st->width - 1, &end))
+		end = st->hi;
+	end = Min(end, st->hi);
+	*span = st->has_last ? (double) end - last : (double) end - st->lo + 1;
+	upper[0] = int_key(job, end);
+	return true;
+}
+
+/* The next window's width, after one of span key values held rows. */
+static void
+adapt_window(CopyState *st, double span, uint64 rows)
+{
+	double		width = rows > 0 ? span * st->job.batchsize / rows : span * 4;
+
+	width = Min(width, 4.0 * st->width);
+	st->width = (int64) Max(1.0, Min(width, (double) PG_INT64_MAX / 4));
 }
 
 /*
@@ -800,6 +917,10 @@ begin_job(CopyState *st)
 	choose_paths(job);
 	tools_check_source(job);
 	prefer_remote_sort(st);
+	st->windows = use_windows(job);
+	if (st->windows)
+		elog(DEBUG1, "tools job %lld reads %s in windows of key values, without ORDER BY",
+			 (long long) job->job_id, job->source_name);
 	prepare_plans(st);
 	check_pushdown(st);
 	check_rights(st);
@@ -932,6 +1053,7 @@ copy_batch(CopyState *st)
 	int			i;
 	bool		found = false;
 	bool		last_batch = true;
+	double		width = 0;
 
 	check_definitions(st);
 	tools_execute("SET CONSTRAINTS ALL IMMEDIATE", 0, NULL, NULL, NULL,
@@ -940,6 +1062,11 @@ copy_batch(CopyState *st)
 
 	if (job->nkeys == 0)
 		found = !st->copied_all;	/* no key: everything, in one batch */
+	else if (st->windows)
+	{
+		found = next_window(st, upper, &width);
+		last_batch = !found;
+	}
 	else if (st->has_next && st->next_found)
 	{
 		for (i = 0; i < job->nkeys; i++)
@@ -1005,6 +1132,8 @@ copy_batch(CopyState *st)
 		/* Without a key, everything is one batch: none copied, once more. */
 		if (job->nkeys == 0 && copied == 0 && !nothing_left(st))
 			last_batch = false;
+		if (st->windows)
+			adapt_window(st, width, copied);
 		if (prefetch)
 		{
 			MemoryContext oldcxt;

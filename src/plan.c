@@ -203,6 +203,65 @@ cuts_from_sample(PlanConfig *cfg)
 	return cuts;
 }
 
+/* Whether the configured key is one column of an integer type. */
+static bool
+integer_key(const PlanConfig *cfg)
+{
+	AttrNumber	attnum;
+	Oid			type;
+
+	if (cfg->job.pkey == NULL)
+		return false;
+	attnum = get_attnum(cfg->job.source, cfg->job.pkey);
+	if (attnum == InvalidAttrNumber)
+		return false;
+	type = getBaseType(get_atttype(cfg->job.source, attnum));
+	return type == INT2OID || type == INT4OID || type == INT8OID;
+}
+
+/*
+ * The cuts of an integer key's range into parts of equal width: from the
+ * smallest and largest key that meet the condition, which one aggregate
+ * statement finds (a foreign data wrapper sends it whole, as mysql_fdw does
+ * to a server without statistics here).  NIL for another key or no rows.
+ * Parts are as even as the keys are: equal widths hold equal rows where
+ * the keys have no large gaps.
+ */
+static List *
+cuts_from_range(PlanConfig *cfg)
+{
+	ToolsJob   *job = &cfg->job;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(cfg->parts)};
+	StringInfoData sql;
+	List	   *cuts = NIL;
+	uint64		n;
+	uint64		i;
+
+	if (!integer_key(cfg))
+		return NIL;
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT (s.lo OPERATOR(pg_catalog.+) pg_catalog.ceil((s.hi OPERATOR(pg_catalog.-) s.lo"
+					 " OPERATOR(pg_catalog.+) 1)::pg_catalog.numeric OPERATOR(pg_catalog.*) g"
+					 " OPERATOR(pg_catalog./) $1))::pg_catalog.int8::pg_catalog.text"
+					 " FROM (SELECT pg_catalog.min(%s)::pg_catalog.int8 AS lo,"
+					 " pg_catalog.max(%s)::pg_catalog.int8 AS hi FROM %s WHERE %s",
+					 job->keys[0].name, job->keys[0].name, job->source_name,
+					 tools_key_not_null(job));
+	if (job->condition != NULL)
+		appendStringInfo(&sql, " AND (%s)", job->condition);
+	appendStringInfoString(&sql, " HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1) AS s,"
+						   " pg_catalog.generate_series(1, $1 OPERATOR(pg_catalog.-) 1) AS g"
+						   " WHERE s.lo OPERATOR(pg_catalog.+) pg_catalog.ceil((s.hi OPERATOR(pg_catalog.-) s.lo"
+						   " OPERATOR(pg_catalog.+) 1)::pg_catalog.numeric OPERATOR(pg_catalog.*) g"
+						   " OPERATOR(pg_catalog./) $1) OPERATOR(pg_catalog.<=) s.hi ORDER BY g");
+	n = tools_execute(sql.data, 1, types, values, NULL, SPI_OK_SELECT);
+	for (i = 0; i < n; i++)
+		cuts = lappend(cuts, SPI_getvalue(SPI_tuptable->vals[i],
+										  SPI_tuptable->tupdesc, 1));
+	return cuts;
+}
+
 /*
  * Cut a configuration's source into cfg->parts ranges of its first key
  * column: from its statistics, or from a sample where a table has none.
@@ -221,19 +280,21 @@ cut_source(PlanConfig *cfg)
 	tools_describe_relations(job);
 	tools_describe_key(job);
 	cuts = cuts_from_statistics(cfg);
-	if (cuts == NULL)
+	relkind = get_rel_relkind(job->source);
+	if (cuts == NULL && (relkind == RELKIND_RELATION || relkind == RELKIND_MATVIEW ||
+						 relkind == RELKIND_PARTITIONED_TABLE))
+		cuts = cuts_from_sample(cfg);
+	else if (cuts == NULL)
 	{
-		relkind = get_rel_relkind(job->source);
-		if (relkind != RELKIND_RELATION && relkind != RELKIND_MATVIEW &&
-			relkind != RELKIND_PARTITIONED_TABLE)
+		cuts = cuts_from_range(cfg);
+		if (cuts == NIL && !integer_key(cfg))
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("source %s has no statistics to cut it into %d parts",
 							job->source_name, cfg->parts),
-					 errdetail("Parts are cut from the statistics of the key's first column; only tables can be sampled instead."),
-					 errhint("Run ANALYZE %s (a foreign table is sampled on its server), then plan the run again; or set parts of tools.config row %lld to NULL.",
+					 errdetail("Parts are cut from the statistics of the key's first column; a table is sampled instead, and an integer key's range is cut into equal widths."),
+					 errhint("Run ANALYZE %s where its wrapper gathers statistics (postgres_fdw samples it on its server), then plan the run again; or set parts of tools.config row %lld to NULL and copy it in one job.",
 							 job->source_name, (long long) job->config_id)));
-		cuts = cuts_from_sample(cfg);
 	}
 	foreach(lc, cuts)
 		if (distinct == NIL || strcmp(llast(distinct), lfirst(lc)) != 0)
@@ -244,22 +305,6 @@ cut_source(PlanConfig *cfg)
 						job->source_name, list_length(distinct) + 1, cfg->parts),
 				 errdetail("Its key has too few distinct values, or too few rows, for more.")));
 	return distinct;
-}
-
-/* Whether the configured key is one column of an integer type. */
-static bool
-integer_key(const PlanConfig *cfg)
-{
-	AttrNumber	attnum;
-	Oid			type;
-
-	if (cfg->job.pkey == NULL)
-		return false;
-	attnum = get_attnum(cfg->job.source, cfg->job.pkey);
-	if (attnum == InvalidAttrNumber)
-		return false;
-	type = getBaseType(get_atttype(cfg->job.source, attnum));
-	return type == INT2OID || type == INT4OID || type == INT8OID;
 }
 
 /*

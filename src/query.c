@@ -491,6 +491,26 @@ tools_bound_sql(const ToolsJob *job, bool lower, bool last)
 	return buf.data;
 }
 
+/*
+ * The smallest and largest key of the rest of the job's range, and how many
+ * rows it holds; no row when it holds none.  The count keeps the planner
+ * from turning min and max into ORDER BY ... LIMIT 1, which some wrappers
+ * send to a remote server that sorts for it (tools_use_windows()); the
+ * aggregates go to the remote server whole.
+ */
+char *
+tools_span_sql(const ToolsJob *job, bool lower)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "SELECT pg_catalog.min(%s), pg_catalog.max(%s), pg_catalog.count(*) FROM %s",
+					 job->keys[0].name, job->keys[0].name, job->source_name);
+	append_where(&buf, job, lower, false, false);
+	appendStringInfoString(&buf, " HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0");
+	return buf.data;
+}
+
 /* Read the rows of one key range, in the order of the insert's columns. */
 char *
 tools_select_sql(const ToolsJob *job, bool lower)
