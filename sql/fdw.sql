@@ -105,6 +105,15 @@ VALUES ('remote.items_file', 'public.fdw_by_name', 'name', true, 2);
 SELECT statement FROM tools.run('{public.fdw_by_name}');
 DELETE FROM tools.config WHERE target = 'public.fdw_by_name'::regclass;
 DROP TABLE public.fdw_by_name;
+-- A foreign source split among configurations by a modulo: run() warns,
+-- and says to use parts.
+CREATE TABLE public.fdw_mod (id bigint, name text);
+INSERT INTO tools.config (source, target, pkey, condition)
+VALUES ('remote.items_counted', 'public.fdw_mod', 'id', 'id % 2 = 0');
+SELECT statement FROM tools.run('{public.fdw_mod}');
+DELETE FROM tools.job WHERE config_id = (SELECT config_id FROM tools.config WHERE target = 'public.fdw_mod'::regclass);
+DELETE FROM tools.config WHERE target = 'public.fdw_mod'::regclass;
+DROP TABLE public.fdw_mod;
 ANALYZE remote.items_counted;
 SELECT reads AS reads_before FROM remote.reads_count \gset
 SELECT statement FROM tools.run('{public.fdw_items_parts}') \gexec

@@ -395,6 +395,21 @@ plan_config(int64 run_id, PlanConfig *cfg)
 	ListCell   *lc;
 	const char *lower = NULL;
 
+	/*
+	 * Splitting a foreign source among configurations by a modulo costs far
+	 * more than parts: the remote server reads the key range and tests each
+	 * row, and its planner, which cannot estimate the modulo, may read past
+	 * the batch's range to find its bound.
+	 */
+	if (get_rel_relkind(cfg->job.source) == RELKIND_FOREIGN_TABLE &&
+		tools_condition_has_modulo(&cfg->job))
+		ereport(WARNING,
+				(errmsg("condition of configuration %lld splits %s by a modulo",
+						(long long) cfg->job.config_id,
+						tools_relation_sql(cfg->job.source)),
+				 errdetail("Over a foreign table, each batch reads every row of its key range on the remote server, and a batch's bound may read far past it: the remote planner cannot estimate how many rows a modulo keeps."),
+				 errhint("Copy the source with one configuration and set its parts instead: each part reads only its own key range.")));
+
 	if (cfg->job.pkey == NULL)
 	{
 		plan_keyless(run_id, cfg);

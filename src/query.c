@@ -250,8 +250,39 @@ check_condition(const ToolsJob *job)
 				 errmsg("condition of configuration %lld is not one SQL expression",
 						(long long) job->config_id),
 				 errdetail("The condition is \"%s\".", job->condition),
-				 errhint("Set condition of tools.config row %lld to a boolean expression on the columns of %s, such as id %% 4 = 1, or to NULL.",
+				 errhint("Set condition of tools.config row %lld to a boolean expression on the columns of %s, such as id <= 1000000, or to NULL.",
 						 (long long) job->config_id, job->source_name)));
+}
+
+static bool
+has_modulo(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, A_Expr) && ((A_Expr *) node)->kind == AEXPR_OP &&
+		strcmp(strVal(llast(((A_Expr *) node)->name)), "%") == 0)
+		return true;
+	return raw_expression_tree_walker(node, has_modulo, context);
+}
+
+/*
+ * Whether the job's condition takes a modulo, as a condition that splits a
+ * source among configurations by "id % 4 = 1" does.
+ */
+bool
+tools_condition_has_modulo(const ToolsJob *job)
+{
+	List	   *stmts;
+	SelectStmt *stmt;
+
+	if (job->condition == NULL)
+		return false;
+	stmts = tools_parse(psprintf("SELECT (%s)", job->condition));
+	if (list_length(stmts) != 1 ||
+		!IsA(linitial_node(RawStmt, stmts)->stmt, SelectStmt))
+		return false;
+	stmt = (SelectStmt *) linitial_node(RawStmt, stmts)->stmt;
+	return has_modulo((Node *) stmt->targetList, NULL);
 }
 
 /* Resolve the job's relations. */

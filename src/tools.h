@@ -248,6 +248,7 @@ extern char *tools_range_sql(const ToolsJob *job, const char *list,
 							 bool target);
 extern char *tools_bound_sql(const ToolsJob *job, bool lower, bool last);
 extern char *tools_span_sql(const ToolsJob *job, bool lower);
+extern bool tools_condition_has_modulo(const ToolsJob *job);
 extern char *tools_select_sql(const ToolsJob *job, bool lower);
 extern char *tools_copy_sql(const ToolsJob *job, bool lower);
 extern char *tools_null_keys_sql(const ToolsJob *job);
