@@ -12,7 +12,7 @@ PG_CPPFLAGS = -I$(libpq_srcdir)
 SHLIB_LINK_INTERNAL = $(libpq)
 
 # pg_regress: sql/NAME.sql against expected/NAME.out, in this order
-REGRESS = setup spec plan copy keys keyless parts bulk resume truncate defer constraints sequences report progress verify workers search_path timeout privileges errors fdw remote upgrade
+REGRESS = setup spec plan copy keys keyless parts bulk resume truncate defer constraints sequences report progress verify workers search_path timeout privileges errors repair fdw remote upgrade
 
 # isolation specs: test/specs/*.spec against test/expected/*.out
 ISOLATION = $(basename $(notdir $(wildcard test/specs/*.spec)))

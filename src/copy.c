@@ -101,34 +101,6 @@ typedef struct CopyState
 
 typedef void (*CopyStep) (CopyState *st);
 
-static bool
-called_nonatomic(FunctionCallInfo fcinfo)
-{
-	return fcinfo->context != NULL && IsA(fcinfo->context, CallContext) &&
-		!castNode(CallContext, fcinfo->context)->atomic;
-}
-
-static void
-connect_spi(void)
-{
-	if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect_ext failed");
-}
-
-/*
- * Commit the current transaction, start the next one, and close the SPI
- * connection: what SPI allocated for the step goes with it.
- */
-static void
-commit_and_finish(void)
-{
-	SPI_commit();
-#if PG_VERSION_NUM < 150000
-	SPI_start_transaction();
-#endif
-	SPI_finish();
-}
-
 /* The time since the last mark, as an interval; moves the mark. */
 static void
 elapsed_since(CopyState *st, Interval *span)
@@ -140,26 +112,6 @@ elapsed_since(CopyState *st, Interval *span)
 	st->mark = now;
 }
 
-/* Take the job's session lock, or fail naming the process that holds it. */
-static void
-lock_job(int64 job_id, LOCKTAG *tag)
-{
-	TOOLS_SET_LOCKTAG(*tag, job_id, TOOLS_JOB_LOCK_SPACE);
-	if (LockAcquire(tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
-	{
-		int			pid;
-
-		connect_spi();
-		pid = tools_lock_holder(job_id, TOOLS_JOB_LOCK_SPACE);
-		SPI_finish();
-
-		ereport(ERROR,
-				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-				 errmsg("job %lld is already running", (long long) job_id),
-				 pid != 0 ? errdetail("Process %d is running it.", pid) : 0,
-				 errhint("Wait for that call to end; if it fails or is stopped, a new call resumes the job.")));
-	}
-}
 
 /* Find the job's run; the job must exist. */
 static void
@@ -170,7 +122,7 @@ load_job(CopyState *st, int64 job_id)
 	bool		isnull;
 
 	st->job.job_id = job_id;
-	connect_spi();
+	tools_connect_nonatomic();
 	if (tools_execute("SELECT run_id FROM " TOOLS_SCHEMA ".job"
 					  " WHERE job_id OPERATOR(pg_catalog.=) $1",
 					  1, types, values, NULL, SPI_OK_SELECT) == 0)
@@ -199,7 +151,7 @@ fail_job(CopyState *st, ErrorData *edata)
 				  " updated = pg_catalog.clock_timestamp()"
 				  " WHERE job_id OPERATOR(pg_catalog.=) $1",
 				  3, types, values, NULL, SPI_OK_UPDATE);
-	commit_and_finish();
+	tools_commit_and_finish();
 	ReThrowError(edata);
 }
 
@@ -219,7 +171,7 @@ run_step(CopyState *st, CopyStep step)
 	MemoryContext oldcxt = MemoryContextSwitchTo(st->scratch);
 	ResourceOwner oldowner = CurrentResourceOwner;
 
-	connect_spi();
+	tools_connect_nonatomic();
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(st->scratch);
 	PG_TRY();
@@ -242,7 +194,7 @@ run_step(CopyState *st, CopyStep step)
 		fail_job(st, edata);
 	}
 	PG_END_TRY();
-	commit_and_finish();
+	tools_commit_and_finish();
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextReset(st->scratch);
 }
@@ -1316,7 +1268,7 @@ tools_start(PG_FUNCTION_ARGS)
 				 errmsg("job_id must not be NULL")));
 	job_id = PG_GETARG_INT64(0);
 
-	if (!called_nonatomic(fcinfo))
+	if (!tools_called_nonatomic(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
 				 errmsg("tools.start(%lld) cannot run inside a transaction block",
@@ -1330,7 +1282,7 @@ tools_start(PG_FUNCTION_ARGS)
 								ALLOCSET_DEFAULT_SIZES);
 	oldcxt = MemoryContextSwitchTo(cxt);
 
-	lock_job(job_id, &tag);
+	tools_lock_job(job_id, &tag);
 	PG_TRY();
 	{
 		run_job(job_id);

@@ -568,14 +568,55 @@ tools_copy_sql(const ToolsJob *job, bool lower)
  * the target, where the condition and the part apply too.
  */
 char *
-tools_range_sql(const ToolsJob *job, const char *list, bool target)
+tools_range_sql(const ToolsJob *job, const char *list, bool lower, bool upper,
+				bool target)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "SELECT %s FROM %s", list,
 					 target ? job->target_name : job->source_name);
-	append_where(&buf, job, false, false, target);
+	append_where(&buf, job, lower, upper, target);
+	return buf.data;
+}
+
+/* Delete the rows of one key range of the job's range from the target. */
+char *
+tools_delete_sql(const ToolsJob *job, bool lower)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "DELETE FROM %s", job->target_name);
+	append_where(&buf, job, lower, true, true);
+	return buf.data;
+}
+
+/*
+ * The key at rank n (from 0, in the key's order or its reverse) of a key
+ * range of the job's range, in the source or the target: where a range that
+ * differs is split, and where the job's range ends.
+ */
+char *
+tools_rank_sql(const ToolsJob *job, bool lower, bool upper, bool target,
+			   bool desc, int64 n)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "SELECT ");
+	for (i = 0; i < job->nkeys; i++)
+		appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "",
+						 target ? job->keys[i].target_expr : job->keys[i].name);
+	appendStringInfo(&buf, " FROM %s", target ? job->target_name : job->source_name);
+	append_where(&buf, job, lower, upper, target);
+	appendStringInfoString(&buf, " ORDER BY ");
+	for (i = 0; i < job->nkeys; i++)
+		appendStringInfo(&buf, "%s%s%s", i > 0 ? ", " : "",
+						 target ? job->keys[i].target_expr : job->keys[i].name,
+						 desc ? " DESC" : "");
+	appendStringInfo(&buf, " OFFSET " INT64_FORMAT " LIMIT 1", n);
 	return buf.data;
 }
 

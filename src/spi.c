@@ -18,6 +18,8 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "storage/lock.h"
 #include "utils/tuplestore.h"
 
 #include "tools.h"
@@ -124,4 +126,55 @@ tools_connect_run(FunctionCallInfo fcinfo, int argno)
 						(long long) DatumGetInt64(values[0])),
 				 errhint("tools.run lists the runs.")));
 	return DatumGetInt64(d);
+}
+
+/* Whether a procedure was called where it may commit. */
+bool
+tools_called_nonatomic(FunctionCallInfo fcinfo)
+{
+	return fcinfo->context != NULL && IsA(fcinfo->context, CallContext) &&
+		!castNode(CallContext, fcinfo->context)->atomic;
+}
+
+/* Connect to SPI where the caller may commit. */
+void
+tools_connect_nonatomic(void)
+{
+	if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect_ext failed");
+}
+
+/*
+ * Commit the current transaction, start the next one, and close the SPI
+ * connection: what SPI allocated for the step goes with it.
+ */
+void
+tools_commit_and_finish(void)
+{
+	SPI_commit();
+#if PG_VERSION_NUM < 150000
+	SPI_start_transaction();
+#endif
+	SPI_finish();
+}
+
+/* Take the job's session lock, or fail naming the process that holds it. */
+void
+tools_lock_job(int64 job_id, LOCKTAG *tag)
+{
+	TOOLS_SET_LOCKTAG(*tag, job_id, TOOLS_JOB_LOCK_SPACE);
+	if (LockAcquire(tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+	{
+		int			pid;
+
+		tools_connect_nonatomic();
+		pid = tools_lock_holder(job_id, TOOLS_JOB_LOCK_SPACE);
+		SPI_finish();
+
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("job %lld is already running", (long long) job_id),
+				 pid != 0 ? errdetail("Process %d is running it.", pid) : 0,
+				 errhint("Wait for that call to end; if it fails or is stopped, a new call resumes the job.")));
+	}
 }

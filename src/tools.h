@@ -231,6 +231,10 @@ extern uint64 tools_execute_plan(SPIPlanPtr plan, ParamListInfo params,
 extern Datum tools_result_value(int col, bool *isnull);
 extern Tuplestorestate *tools_materialize(FunctionCallInfo fcinfo,
 										  TupleDesc *desc);
+extern bool tools_called_nonatomic(FunctionCallInfo fcinfo);
+extern void tools_connect_nonatomic(void);
+extern void tools_commit_and_finish(void);
+extern void tools_lock_job(int64 job_id, LOCKTAG *tag);
 extern int64 tools_connect_run(FunctionCallInfo fcinfo, int argno);
 
 /* query.c */
@@ -245,7 +249,10 @@ extern Oid *tools_param_types(const ToolsJob *job);
 extern ParamListInfo tools_params(const ToolsJob *job, Datum part_lower,
 								  Datum part_upper);
 extern char *tools_range_sql(const ToolsJob *job, const char *list,
-							 bool target);
+							 bool lower, bool upper, bool target);
+extern char *tools_delete_sql(const ToolsJob *job, bool lower);
+extern char *tools_rank_sql(const ToolsJob *job, bool lower, bool upper,
+							bool target, bool desc, int64 n);
 extern char *tools_bound_sql(const ToolsJob *job, bool lower, bool last);
 extern char *tools_span_sql(const ToolsJob *job, bool lower);
 extern bool tools_condition_has_modulo(const ToolsJob *job);

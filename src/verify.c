@@ -33,6 +33,7 @@
 #include "miscadmin.h"
 #include "nodes/plannodes.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/portal.h"
@@ -146,13 +147,13 @@ job_total(ToolsJob *job, bool exact)
 	params = range_params(job);
 	if (exact)
 	{
-		range_values(job, tools_range_sql(job, "pg_catalog.count(*)", false),
+		range_values(job, tools_range_sql(job, "pg_catalog.count(*)", false, false, false),
 					 params, 1, &count);
 		return DatumGetInt64(DirectFunctionCall1(int8in, CStringGetDatum(count)));
 	}
 
 	/* A cursor gets the plan for these parameters; it is never read. */
-	plan = prepare_range(job, tools_range_sql(job, "1", false));
+	plan = prepare_range(job, tools_range_sql(job, "1", false, false, false));
 	portal = SPI_cursor_open_with_paramlist(NULL, plan, params, true);
 	rows = linitial_node(PlannedStmt, portal->stmts)->planTree->plan_rows;
 	SPI_cursor_close(portal);
@@ -294,16 +295,20 @@ source_columns(const ToolsJob *job)
 	return buf.data;
 }
 
-/* The count and the hash sum of the job's range in a relation. */
+/*
+ * The count and the hash sum of the job's range in a relation, or of a key
+ * range of it, (lower, upper], where the parameters have them.
+ */
 static void
-compare_side(const ToolsJob *job, ParamListInfo params, const char *columns,
-			 bool target, char **values)
+compare_side(const ToolsJob *job, ParamListInfo params, bool lower, bool upper,
+			 const char *columns, bool target, char **values)
 {
 	char	   *list = psprintf("pg_catalog.count(*), pg_catalog.sum(" ROW_HASH_SQL ")",
 								columns);
 
 	reading_target = target;
-	range_values(job, tools_range_sql(job, list, target), params, 2, values);
+	range_values(job, tools_range_sql(job, list, lower, upper, target), params,
+				 2, values);
 	reading_target = false;
 	if (values[1] == NULL)
 		values[1] = "0";
@@ -352,8 +357,8 @@ tools_verify(PG_FUNCTION_ARGS)
 		errcb.arg = &job;
 		tools_describe_job(&job);
 		params = range_params(&job);
-		compare_side(&job, params, source_columns(&job), false, source);
-		compare_side(&job, params, job.columns, true, target);
+		compare_side(&job, params, false, false, source_columns(&job), false, source);
+		compare_side(&job, params, false, false, job.columns, true, target);
 
 		values[0] = Int64GetDatum(job.job_id);
 		values[1] = ObjectIdGetDatum(job.target);
@@ -379,4 +384,342 @@ tools_verify(PG_FUNCTION_ARGS)
 	tools_restore_settings(level);
 	SPI_finish();
 	return (Datum) 0;
+}
+
+/*
+ * tools.repair(): a run's targets made equal to their sources again, where
+ * rows changed on the source since the copy (the cutover).
+ *
+ * Each completed job's range is compared by count and hash, as verify()
+ * does, and a range that differs is split at the median key of the side
+ * with more rows, until its pieces hold at most REPAIR_LEAF_ROWS rows on
+ * either side; only those leaves are copied again.  A leaf is repaired in a
+ * transaction of its own: its rows are deleted from the target and copied
+ * from the source, so that a kill at any point leaves each leaf as it was
+ * or equal to its source, and a new call ends exact.  Ranges are compared
+ * one per transaction too, each holding nothing across the commits but the
+ * keys of the ranges still to look at.
+ *
+ * A job that is not completed is left to tools.start(), which copies its
+ * rest; its session lock keeps a call of it out while the job is repaired.
+ */
+#define REPAIR_LEAF_ROWS 1000
+
+/* A key range to compare: (lower, upper], lower NULL for no lower end. */
+typedef struct RepairRange
+{
+	Datum	   *lower;
+	Datum	   *upper;
+} RepairRange;
+
+/* What a job's repair found and did. */
+typedef struct RepairState
+{
+	ToolsJob	job;
+	MemoryContext cxt;			/* lives for the call */
+	List	   *todo;			/* RepairRange, in cxt */
+	int64		leaves;			/* key ranges copied again */
+	uint64		removed;
+	uint64		written;
+} RepairState;
+
+/* The parameters of a range's statements: its ends and the job's part. */
+static ParamListInfo
+repair_params(const ToolsJob *job, const RepairRange *r)
+{
+	ParamListInfo params = range_params(job);
+	int			i;
+
+	for (i = 0; i < job->nkeys; i++)
+	{
+		if (r->lower != NULL)
+		{
+			params->params[PARAM_LAST(job, i)].value = r->lower[i];
+			params->params[PARAM_LAST(job, i)].isnull = false;
+		}
+		params->params[PARAM_UPPER(job, i)].value = r->upper[i];
+		params->params[PARAM_UPPER(job, i)].isnull = false;
+	}
+	return params;
+}
+
+/*
+ * The key at rank n of a side of the job's range, or of range r of it, in
+ * the key's order or its reverse, into key (in cxt); false where the side
+ * has no such row.
+ */
+static bool
+rank_key(RepairState *rs, const RepairRange *r, bool target, bool desc,
+		 int64 n, Datum **key)
+{
+	ToolsJob   *job = &rs->job;
+	ParamListInfo params = r != NULL ? repair_params(job, r) : range_params(job);
+	SPIPlanPtr	plan = prepare_range(job, tools_rank_sql(job, r != NULL && r->lower != NULL,
+														 r != NULL, target, desc, n));
+	bool		found;
+	int			i;
+
+	reading_target = target;
+	found = tools_execute_plan(plan, params, true, SPI_OK_SELECT) > 0;
+	reading_target = false;
+	if (found)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(rs->cxt);
+
+		*key = palloc(sizeof(Datum) * job->nkeys);
+		for (i = 0; i < job->nkeys; i++)
+		{
+			bool		isnull;
+
+			(*key)[i] = datumCopy(tools_result_value(i + 1, &isnull),
+								  job->keys[i].typbyval, job->keys[i].typlen);
+		}
+		MemoryContextSwitchTo(oldcxt);
+	}
+	SPI_freeplan(plan);
+	return found;
+}
+
+/* Whether two keys of the job are the same, as their text says. */
+static bool
+same_key(const ToolsJob *job, const Datum *a, const Datum *b)
+{
+	int			i;
+
+	for (i = 0; i < job->nkeys; i++)
+		if (strcmp(tools_key_text(&job->keys[i], a[i]),
+				   tools_key_text(&job->keys[i], b[i])) != 0)
+			return false;
+	return true;
+}
+
+/* Put a range to compare first, in the call's memory. */
+static void
+push_range(RepairState *rs, Datum *lower, Datum *upper)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(rs->cxt);
+	RepairRange *r = palloc(sizeof(RepairRange));
+
+	r->lower = lower;
+	r->upper = upper;
+	rs->todo = lcons(r, rs->todo);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * The job's whole range, up to its largest key on either side; nothing
+ * when both sides are empty.
+ */
+static void
+first_range(RepairState *rs)
+{
+	Datum	   *source_max = NULL;
+	Datum	   *target_max = NULL;
+	bool		source_has = rank_key(rs, NULL, false, true, 0, &source_max);
+	bool		target_has = rank_key(rs, NULL, true, true, 0, &target_max);
+	Datum	   *upper = source_has ? source_max : target_max;
+	Datum	   *above;
+
+	if (!source_has && !target_has)
+		return;
+	if (source_has && target_has)
+	{
+		/*
+		 * The target's largest key where the target has a row above the
+		 * source's largest, in the key's order: (source_max, target_max].
+		 */
+		RepairRange r = {source_max, target_max};
+
+		if (rank_key(rs, &r, true, false, 0, &above))
+			upper = target_max;
+	}
+	push_range(rs, NULL, upper);
+}
+
+/* Delete a leaf's rows from the target and copy its rows from the source. */
+static void
+repair_leaf(RepairState *rs, RepairRange *r)
+{
+	ToolsJob   *job = &rs->job;
+	ParamListInfo params = repair_params(job, r);
+	SPIPlanPtr	del = prepare_range(job, tools_delete_sql(job, r->lower != NULL));
+	SPIPlanPtr	ins = prepare_range(job, tools_copy_sql(job, r->lower != NULL));
+
+	reading_target = true;
+	rs->removed += tools_execute_plan(del, params, false, SPI_OK_DELETE);
+	reading_target = false;
+	rs->written += tools_execute_plan(ins, params, false, SPI_OK_INSERT);
+	rs->leaves++;
+	SPI_freeplan(del);
+	SPI_freeplan(ins);
+}
+
+/* Compare the next range; repair it or split it where it differs. */
+static void
+repair_step(RepairState *rs)
+{
+	ToolsJob   *job = &rs->job;
+	RepairRange *r = linitial(rs->todo);
+	ParamListInfo params = repair_params(job, r);
+	char	   *source[2];
+	char	   *target[2];
+	int64		source_rows;
+	int64		target_rows;
+	Datum	   *mid;
+	bool		from_target;
+
+	rs->todo = list_delete_first(rs->todo);
+	compare_side(job, params, r->lower != NULL, true, source_columns(job), false, source);
+	compare_side(job, params, r->lower != NULL, true, job->columns, true, target);
+	if (strcmp(source[0], target[0]) == 0 && strcmp(source[1], target[1]) == 0)
+		return;
+	source_rows = DatumGetInt64(DirectFunctionCall1(int8in, CStringGetDatum(source[0])));
+	target_rows = DatumGetInt64(DirectFunctionCall1(int8in, CStringGetDatum(target[0])));
+	from_target = target_rows > source_rows;
+	if (Max(source_rows, target_rows) <= REPAIR_LEAF_ROWS ||
+		!rank_key(rs, r, from_target, false,
+				  Max(source_rows, target_rows) / 2 - 1, &mid) ||
+		same_key(job, mid, r->upper))
+	{
+		repair_leaf(rs, r);
+		return;
+	}
+	/* The lower half first, so that leaves are repaired in key order. */
+	push_range(rs, mid, r->upper);
+	push_range(rs, r->lower, mid);
+}
+
+/* Compare, and repair where it differs, one completed job's range. */
+static void
+repair_job(RepairState *rs)
+{
+	ToolsJob   *job = &rs->job;
+	int			level;
+
+	tools_connect_nonatomic();
+	level = tools_fix_style();
+	first_range(rs);
+	tools_restore_settings(level);
+	tools_commit_and_finish();
+	while (rs->todo != NIL)
+	{
+		CHECK_FOR_INTERRUPTS();
+		tools_connect_nonatomic();
+		level = tools_fix_style();
+		repair_step(rs);
+		tools_restore_settings(level);
+		tools_commit_and_finish();
+	}
+	if (rs->leaves == 0)
+		ereport(NOTICE,
+				(errmsg("tools job %lld: %s equals %s in the job's range",
+						(long long) job->job_id, job->target_name, job->source_name)));
+	else
+		ereport(NOTICE,
+				(errmsg("tools job %lld: %lld key ranges of %s differed from %s; " UINT64_FORMAT " rows removed and " UINT64_FORMAT " copied again in them",
+						(long long) job->job_id, (long long) rs->leaves,
+						job->target_name, job->source_name,
+						rs->removed, rs->written)));
+}
+
+PG_FUNCTION_INFO_V1(tools_repair);
+
+/* CALL tools.repair(run_id bigint DEFAULT NULL) */
+Datum
+tools_repair(PG_FUNCTION_ARGS)
+{
+	MemoryContext cxt;
+	MemoryContext oldcxt;
+	int64		run_id;
+	uint64		njobs;
+	uint64		i;
+	int64	   *job_ids;
+	ErrorContextCallback errcb;
+
+	if (!tools_called_nonatomic(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("tools.repair() cannot run inside a transaction block"),
+				 errdetail("It commits after each key range it repairs, so that a failure keeps the ranges already repaired."),
+				 errhint("Run CALL tools.repair() as a statement of its own, outside BEGIN and COMMIT.")));
+
+	/* The call's memory outlives the commits. */
+	cxt = AllocSetContextCreate(PortalContext, "tools repair",
+								ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(cxt);
+	run_id = tools_connect_run(fcinfo, 0);
+	njobs = select_jobs(run_id);
+	job_ids = MemoryContextAlloc(cxt, sizeof(int64) * Max(njobs, 1));
+	for (i = 0; i < njobs; i++)
+	{
+		bool		isnull;
+
+		job_ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+												 SPI_tuptable->tupdesc, 1,
+												 &isnull));
+	}
+	SPI_finish();
+
+	errcb.callback = range_error_context;
+	errcb.previous = error_context_stack;
+	for (i = 0; i < njobs; i++)
+	{
+		RepairState *rs = palloc0(sizeof(RepairState));
+		LOCKTAG		tag;
+		Oid			types[1] = {INT8OID};
+		Datum		values[1] = {Int64GetDatum(job_ids[i])};
+		bool		completed;
+		bool		isnull;
+
+		rs->cxt = cxt;
+		tools_lock_job(job_ids[i], &tag);
+		PG_TRY();
+		{
+			tools_connect_nonatomic();
+			if (tools_execute("SELECT " TOOLS_JOB_COLUMNS ", j.state OPERATOR(pg_catalog.=) 'completed'"
+							  TOOLS_JOB_FROM " WHERE j.job_id OPERATOR(pg_catalog.=) $1",
+							  1, types, values, NULL, SPI_OK_SELECT) != 1)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_OBJECT),
+						 errmsg("job %lld was deleted while its run was repaired",
+								(long long) job_ids[i]),
+						 errhint("Plan a new run with tools.run().")));
+			tools_job_from_row(&rs->job, SPI_tuptable->vals[0],
+							   SPI_tuptable->tupdesc, cxt);
+			completed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+												   SPI_tuptable->tupdesc,
+												   TOOLS_JOB_NCOLUMNS + 1,
+												   &isnull));
+			MemoryContextSwitchTo(cxt);
+			tools_describe_job(&rs->job);
+			SPI_finish();
+			MemoryContextSwitchTo(cxt);
+
+			errcb.arg = &rs->job;
+			error_context_stack = &errcb;
+			if (rs->job.nkeys == 0)
+				ereport(NOTICE,
+						(errmsg("tools job %lld has no key: a range of it cannot be copied again",
+								(long long) rs->job.job_id),
+						 errhint("Plan a run of its target with trunc to copy it again whole.")));
+			else if (!completed)
+				ereport(NOTICE,
+						(errmsg("tools job %lld has not completed: it is left to tools.start()",
+								(long long) rs->job.job_id),
+						 errhint("CALL tools.start(%lld) copies the rest of it; repair it once it has completed.",
+								 (long long) rs->job.job_id)));
+			else
+				repair_job(rs);
+			error_context_stack = errcb.previous;
+		}
+		PG_FINALLY();
+		{
+			LockRelease(&tag, ExclusiveLock, true);
+		}
+		PG_END_TRY();
+	}
+
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextDelete(cxt);
+	PG_RETURN_VOID();
 }
