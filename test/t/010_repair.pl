@@ -1,0 +1,120 @@
+# tools.repair() stopped at any point -- its backend terminated, or the
+# server shut down in immediate mode -- leaves every key range it was
+# repairing either as it was or equal to its source, and a new call ends
+# with the target equal to the source.
+#
+# A copy over postgres_fdw, then the source changes the way an application
+# keeps writing until the cutover: rows updated, deleted, and inserted
+# below, inside and above the copied keys.  A trigger on the target stops
+# the repair from inside a leaf's copy, at a chosen key, so the stop points
+# are exact, not timed.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+
+my $node = PostgreSQL::Test::Cluster->new('repair');
+$node->init;
+$node->start;
+my $host = $node->host;
+my $port = $node->port;
+
+$node->safe_psql('postgres', 'CREATE DATABASE src');
+$node->safe_psql('src', q{
+  CREATE TABLE public.items (id int PRIMARY KEY, v text, n int);
+  INSERT INTO public.items SELECT g, md5(g::text), g FROM generate_series(1, 20000) g;
+});
+$node->safe_psql('postgres', qq{
+  CREATE EXTENSION tools;
+  CREATE EXTENSION postgres_fdw;
+  CREATE SERVER src FOREIGN DATA WRAPPER postgres_fdw
+    OPTIONS (host '$host', port '$port', dbname 'src');
+  CREATE USER MAPPING FOR CURRENT_USER SERVER src;
+  CREATE SCHEMA src;
+  IMPORT FOREIGN SCHEMA public FROM SERVER src INTO src;
+  CREATE TABLE public.items (id int PRIMARY KEY, v text, n int);
+  INSERT INTO tools.config (source, target, pkey, batchsize) VALUES ('src.items', 'public.items', 'id', 5000);
+  SELECT tools.run();
+  CALL tools.start(1);
+  CREATE FUNCTION public.stop_at() RETURNS trigger LANGUAGE plpgsql AS \$\$
+  BEGIN
+    IF NEW.id = current_setting('tools_test.stop_at', true)::int THEN
+      IF current_setting('tools_test.how') = 'terminate' THEN
+        PERFORM pg_terminate_backend(pg_backend_pid());
+      ELSE
+        PERFORM pg_sleep(3600);
+      END IF;
+    END IF;
+    RETURN NEW;
+  END \$\$;
+  CREATE TRIGGER stop_at BEFORE INSERT ON public.items
+    FOR EACH ROW EXECUTE FUNCTION public.stop_at();
+});
+is($node->safe_psql('postgres', 'SELECT count(*) FROM public.items'), '20000', 'the copy');
+
+$node->safe_psql('src', q{
+  UPDATE public.items SET v = 'changed' WHERE id IN (5, 7000, 12000, 19999);
+  DELETE FROM public.items WHERE id BETWEEN 14000 AND 14010;
+  INSERT INTO public.items VALUES (0, 'below', 0), (20500, 'above', 1);
+});
+
+my $differing = q{
+  SELECT count(*) FROM ((SELECT id, v, n FROM src.items EXCEPT ALL SELECT id, v, n FROM public.items)
+    UNION ALL (SELECT id, v, n FROM public.items EXCEPT ALL SELECT id, v, n FROM src.items)) d};
+isnt($node->safe_psql('postgres', $differing), '0', 'the source changed since the copy');
+
+# Each key that stops the repair is in a leaf that differs; every leaf
+# must be, after the stop, as before (all of its old rows) or repaired.
+my @stops = ([ 7000, 'terminate' ], [ 14011, 'immediate' ], [ 19999, 'terminate' ]);
+foreach my $stop (@stops)
+{
+	my ($at, $how) = @$stop;
+	my ($rc, $out, $err);
+	{
+		local $ENV{PGOPTIONS} = "-c tools_test.stop_at=$at -c tools_test.how=$how";
+		if ($how eq 'terminate')
+		{
+			($rc, $out, $err) = $node->psql('postgres', 'CALL tools.repair()');
+		}
+		else
+		{
+			my ($o, $e) = ('', '');
+			my $h = IPC::Run::start(
+				[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c', 'CALL tools.repair()' ],
+				'>', \$o, '2>', \$e);
+			ok( $node->poll_query_until('postgres', q{
+				  SELECT count(*) = 1 FROM pg_stat_activity
+				   WHERE wait_event = 'PgSleep' AND query = 'CALL tools.repair()'}),
+				"the repair stands at key $at, inside a leaf's copy");
+			$node->stop('immediate');
+			$h->finish;
+			$node->start;
+		}
+	}
+	isnt($rc, 0, "the repair stopped at key $at by $how") if $how eq 'terminate';
+	is( $node->safe_psql('postgres', q{
+		  SELECT count(*) FROM public.items t
+		   WHERE NOT EXISTS (SELECT FROM src.items s WHERE s.id = t.id AND s.v = t.v AND s.n = t.n)
+		     AND t.id NOT IN (5, 7000, 12000, 19999) AND t.id NOT BETWEEN 14000 AND 14010}),
+		'0', "after the stop at $at: no row of the target is other than its source's or its copy's");
+	is($node->safe_psql('postgres', 'SELECT count(*) - count(DISTINCT id) FROM public.items'),
+		'0', "after the stop at $at: no key doubled");
+	is( $node->safe_psql('postgres', q{
+		  SELECT count(*) FROM src.items s WHERE s.id BETWEEN 1 AND 20000
+		     AND NOT EXISTS (SELECT FROM public.items t WHERE t.id = s.id)}),
+		'0', "after the stop at $at: no row of the copy that the source still has is missing");
+}
+
+$node->safe_psql('postgres', 'DROP TRIGGER stop_at ON public.items');
+my ($rc, $out, $err) = $node->psql('postgres', 'CALL tools.repair()');
+is($rc, 0, 'a new call completes');
+is($node->safe_psql('postgres', $differing), '0', 'the target equals the source');
+is($node->safe_psql('postgres', 'SELECT bool_and(ok) FROM tools.verify()'), 't', 'verify agrees');
+($rc, $out, $err) = $node->psql('postgres', 'CALL tools.repair()');
+like($err, qr/tools job 1: public\.items equals src\.items/, 'a call after it finds nothing to repair');
+unlike(slurp_file($node->logfile), qr/terminated by signal [^9]/, 'no process crashed');
+
+$node->stop;
+done_testing();
