@@ -56,6 +56,7 @@
 #include "access/table.h"
 #include "access/transam.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_collation.h"
 #include "commands/copy.h"
 #include "catalog/namespace.h"
 #include "commands/dbcommands.h"
@@ -111,6 +112,7 @@ typedef struct ToolsRemote
 	RemoteConn	copy;			/* the batches' COPY */
 	RemoteConn	bounds;			/* the next batch's upper end, meanwhile */
 	bool		no_prefetch;	/* the bound's plan did not fit */
+	bool		same_hash;		/* hashtextextended() hashes alike there */
 
 	/* the COPY being read: its current row, and how much of it was read */
 	ErrorContextCallback *context;	/* the error context of the batch */
@@ -159,28 +161,21 @@ mapping_exists(Oid user, Oid server)
 							  ObjectIdGetDatum(server));
 }
 
-#endif							/* PG_VERSION_NUM >= 140000 */
-
-/* Why a job's batches cannot read through COPY, or NULL when they can. */
+/*
+ * What keeps a job from opening a connection of its own to its source's
+ * server, or NULL when nothing does: the source must be a postgres_fdw
+ * foreign table, and the role may connect as postgres_fdw would let it.
+ * Fills in r.
+ */
 static const char *
-remote_obstacle(const ToolsJob *job, ToolsRemote *r)
+source_obstacle(const ToolsJob *job, ToolsRemote *r)
 {
-#if PG_VERSION_NUM < 140000
-	return "PostgreSQL 14 or later is needed";
-#else
 	ForeignServer *server;
-	Relation	rel;
-	const char *why = NULL;
 
-	if (!tools_remote_copy)
-		return "tools.remote_copy is off";
 	if (job->source_fdw == NULL ||
 		strcmp(job->source_fdw, "postgres_fdw_handler") != 0)
 		return "the source is not a postgres_fdw foreign table";
 	server = GetForeignServer(GetForeignTable(job->source)->serverid);
-	if (!job->same_types)
-		return "a copied column has another type in the source";
-
 	r->server = server->serverid;
 	r->server_name = server->servername;
 	r->user = GetUserId();
@@ -194,6 +189,31 @@ remote_obstacle(const ToolsJob *job, ToolsRemote *r)
 		if (r->password_required && !mapping_has_password(mapping))
 			return "the user mapping has no password";
 	}
+	return NULL;
+}
+
+#endif							/* PG_VERSION_NUM >= 140000 */
+
+/* Why a job's batches cannot read through COPY, or NULL when they can. */
+static const char *
+remote_obstacle(const ToolsJob *job, ToolsRemote *r)
+{
+#if PG_VERSION_NUM < 140000
+	return "PostgreSQL 14 or later is needed";
+#else
+	Relation	rel;
+	const char *why = NULL;
+
+	if (!tools_remote_copy)
+		return "tools.remote_copy is off";
+	if (job->source_fdw == NULL ||
+		strcmp(job->source_fdw, "postgres_fdw_handler") != 0)
+		return "the source is not a postgres_fdw foreign table";
+	if (!job->same_types)
+		return "a copied column has another type in the source";
+	why = source_obstacle(job, r);
+	if (why != NULL)
+		return why;
 
 	/* COPY FROM writes as INSERT would, but for rules and row security. */
 	rel = table_open(job->target, AccessShareLock);
@@ -946,6 +966,153 @@ tools_remote_prefetched(ToolsJob *job, Datum *upper)
 }
 
 /*
+ * Have the source's server count and hash a key range of a postgres_fdw
+ * source, so that neither side ships rows: plan is the range's SELECT of
+ * the copied columns, by name in the target's order, planned here for
+ * these parameters to get postgres_fdw's remote SQL; the remote server
+ * runs the count and the sum of a row hash (a format for the list of a
+ * row's columns) over those rows, each column cast to its target column's
+ * type, as the target's side is hashed here: fast_hash where the remote
+ * server's hashtextextended() gives this one's value, portable_hash
+ * otherwise; *row_hash says which, for the target's side.  Sent without waiting: the caller
+ * hashes the target meanwhile, then takes the answer with
+ * tools_remote_hash_result().  False, having sent nothing, where the plan
+ * is more than one foreign scan, a column's type is not built in (its
+ * name may mean another type there), or the role may not connect; the
+ * caller then hashes the source's rows here.
+ *
+ * What the connection needs lives in cxt, and the connection for the
+ * caller's job (tools_remote_close()); it
+ * writes values in the styles this session hashes in (tools_fix_style(),
+ * and this session's time zone and bytea output).
+ */
+bool
+tools_remote_hash_send(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
+					   const char *fast_hash, const char *portable_hash,
+					   const char **row_hash, MemoryContext cxt)
+{
+	ToolsRemote *r = job->remote;
+	const char *why;
+	char	   *sql;
+	List	   *attnums;
+	StringInfoData list;
+	StringInfoData hash;
+	int			i;
+
+	if (r == NULL)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+
+		r = palloc0(sizeof(ToolsRemote));
+		job->remote = r;
+		why = source_obstacle(job, r);
+		MemoryContextSwitchTo(oldcxt);
+		if (why != NULL)
+		{
+			if (job->source_foreign)
+				elog(DEBUG1, "tools job %lld hashes the rows of %s on this server: %s",
+					 (long long) job->job_id, job->source_name, why);
+			r->disabled = true;
+		}
+	}
+	if (r->disabled)
+		return false;
+	sql = remote_sql(r, plan, params, &attnums, &why);
+	if (sql != NULL && list_length(attnums) != job->ncolumns)
+		why = "the remote SQL does not return the copied columns";
+	initStringInfo(&list);
+	for (i = 0; sql != NULL && i < job->ncolumns; i++)
+	{
+		AttrNumber	attnum = job->target_attnums[i];
+		AttrNumber	source_attnum = get_attnum(job->source,
+											   get_attname(job->target, attnum, false));
+		Oid			type;
+		int32		typmod;
+		Oid			collation;
+		int			k = -1;
+		ListCell   *lc;
+
+		/* Its place in the remote SQL's columns, which are in its own order. */
+		foreach(lc, attnums)
+			if (lfirst_int(lc) == source_attnum)
+				k = foreach_current_index(lc);
+		get_atttypetypmodcoll(job->target, attnum, &type, &typmod, &collation);
+		if (k < 0 || type >= FirstGenbkiObjectId)
+		{
+			why = "a copied column's type is not built in";
+			sql = NULL;
+			break;
+		}
+		appendStringInfo(&list, "%ss.c%d::%s", i > 0 ? ", " : "", k + 1,
+						 format_type_extended(type, typmod,
+											  FORMAT_TYPE_TYPEMOD_GIVEN |
+											  FORMAT_TYPE_FORCE_QUALIFY));
+	}
+	if (sql == NULL)
+	{
+		elog(DEBUG1, "tools job %lld hashes the rows of %s on this server: %s",
+			 (long long) job->job_id, job->source_name, why);
+		return false;
+	}
+
+	if (r->copy.conn == NULL)
+	{
+		PGresult   *res;
+		Datum		here = DirectFunctionCall2Coll(hashtextextended, C_COLLATION_OID,
+												   CStringGetTextDatum("tools"),
+												   Int64GetDatum(0));
+
+		remote_connect(job, r, &r->copy);
+		send_command(&r->copy,
+					 psprintf("SET timezone = %s; SET bytea_output = %s",
+							  quote_literal_cstr(pg_get_timezone_name(session_timezone)),
+							  quote_literal_cstr(GetConfigOption("bytea_output", false, false))));
+		PQclear(last_result(&r->copy, PGRES_COMMAND_OK));
+		send_command(&r->copy, "SELECT pg_catalog.hashtextextended('tools' COLLATE pg_catalog.\"C\", 0)");
+		res = last_result(&r->copy, PGRES_TUPLES_OK);
+		r->same_hash = PQntuples(res) == 1 &&
+			strcmp(PQgetvalue(res, 0, 0),
+				   DatumGetCString(DirectFunctionCall1(int8out, here))) == 0;
+		PQclear(res);
+		elog(DEBUG1, "tools job %lld hashes the rows of %s on server \"%s\" with %s",
+			 (long long) job->job_id, job->source_name, r->server_name,
+			 r->same_hash ? "hashtextextended()" : "md5(): its hash of a text differs from this server's");
+	}
+	*row_hash = r->same_hash ? fast_hash : portable_hash;
+	initStringInfo(&hash);
+	appendStringInfo(&hash, "SELECT pg_catalog.count(*), pg_catalog.sum(");
+	appendStringInfo(&hash, *row_hash, list.data);
+	appendStringInfo(&hash, ") FROM (%s) AS s(", sql);
+	for (i = 0; i < job->ncolumns; i++)
+		appendStringInfo(&hash, "%sc%d", i > 0 ? ", " : "", i + 1);
+	appendStringInfoChar(&hash, ')');
+	send_command(&r->copy, hash.data);
+	return true;
+}
+
+/*
+ * The answer to tools_remote_hash_send(): the count and the hash sum, as
+ * text, into values (the sum "0" for no row).
+ */
+void
+tools_remote_hash_result(ToolsJob *job, char **values)
+{
+	RemoteConn *c = &job->remote->copy;
+	PGresult   *res = last_result(c, PGRES_TUPLES_OK);
+
+	if (res == NULL || PQntuples(res) != 1 || PQnfields(res) != 2)
+	{
+		PQclear(res);
+		elog(ERROR, "unexpected result of the hash statement on server \"%s\"",
+			 c->server_name);
+	}
+	values[0] = pstrdup(PQgetvalue(res, 0, 0));
+	values[1] = PQgetisnull(res, 0, 1) ? "0" : pstrdup(PQgetvalue(res, 0, 1));
+	PQclear(res);
+	c->sql = NULL;
+}
+
+/*
  * Whether the source's remote table is the job's target: a postgres_fdw
  * server that points back at this server and this database, and a remote
  * table of the target's OID.  Such a job would read what it writes, and a
@@ -1014,6 +1181,20 @@ bool
 tools_remote_prefetched(ToolsJob *job, Datum *upper)
 {
 	return false;
+}
+
+bool
+tools_remote_hash_send(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
+					   const char *fast_hash, const char *portable_hash,
+					   const char **row_hash, MemoryContext cxt)
+{
+	return false;
+}
+
+/* Never called: nothing is sent. */
+void
+tools_remote_hash_result(ToolsJob *job, char **values)
+{
 }
 
 #endif							/* PG_VERSION_NUM >= 140000 */

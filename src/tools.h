@@ -215,6 +215,11 @@ extern bool tools_remote_batch(ToolsJob *job, SPIPlanPtr plan,
 extern bool tools_remote_prefetch(ToolsJob *job, SPIPlanPtr plan,
 								  ParamListInfo params);
 extern bool tools_remote_prefetched(ToolsJob *job, Datum *upper);
+extern bool tools_remote_hash_send(ToolsJob *job, SPIPlanPtr plan,
+								   ParamListInfo params, const char *fast_hash,
+								   const char *portable_hash,
+								   const char **row_hash, MemoryContext cxt);
+extern void tools_remote_hash_result(ToolsJob *job, char **values);
 extern void tools_remote_close(ToolsJob *job);
 extern bool tools_remote_reads_target(ToolsJob *job);
 extern bool tools_fdw_points_here(const ToolsJob *job);

@@ -41,8 +41,15 @@
 
 #include "tools.h"
 
-/* The hash of a row, from its column list, as a bigint. */
+/*
+ * The hash of a row, from its column list, as a bigint: hashtextextended()
+ * of its text, three times as fast as md5(), where both sides compute it
+ * alike (the same server, or a remote server whose hash of a text is this
+ * one's: hash values depend on the machine's byte order); md5() otherwise.
+ */
 #define ROW_HASH_SQL \
+	"pg_catalog.hashtextextended(ROW(%s)::pg_catalog.text COLLATE pg_catalog.\"C\", 0)"
+#define ROW_MD5_SQL \
 	"('x' OPERATOR(pg_catalog.||) pg_catalog.left(pg_catalog.md5(" \
 	"ROW(%s)::pg_catalog.text), 16))::pg_catalog.bit(64)::pg_catalog.int8"
 
@@ -301,10 +308,11 @@ source_columns(const ToolsJob *job)
  */
 static void
 compare_side(const ToolsJob *job, ParamListInfo params, bool lower, bool upper,
-			 const char *columns, bool target, char **values)
+			 const char *row_hash, const char *columns, bool target,
+			 char **values)
 {
-	char	   *list = psprintf("pg_catalog.count(*), pg_catalog.sum(" ROW_HASH_SQL ")",
-								columns);
+	char	   *list = psprintf("pg_catalog.count(*), pg_catalog.sum(%s)",
+								psprintf(row_hash, columns));
 
 	reading_target = target;
 	range_values(job, tools_range_sql(job, list, lower, upper, target), params,
@@ -312,6 +320,37 @@ compare_side(const ToolsJob *job, ParamListInfo params, bool lower, bool upper,
 	reading_target = false;
 	if (values[1] == NULL)
 		values[1] = "0";
+}
+
+/*
+ * The count and hash sum of the job's range, or of a key range of it, on
+ * both sides: a postgres_fdw source's rows are hashed by its server, while
+ * the target's are hashed here (tools_remote_hash_send(), whose connection
+ * lives in cxt); another source's rows are read and hashed here.
+ */
+static void
+compare_range(ToolsJob *job, ParamListInfo params, bool lower, bool upper,
+			  char **source, char **target, MemoryContext cxt)
+{
+	SPIPlanPtr	plan = SPI_prepare_cursor(tools_range_sql(job, job->columns, lower,
+														  upper, false),
+										  NUM_PARAMS(job), tools_param_types(job),
+										  CURSOR_OPT_CUSTOM_PLAN);
+	const char *row_hash = ROW_HASH_SQL;
+	bool		remote;
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);			/* postgres_fdw's plan is looked at in it */
+	remote = tools_remote_hash_send(job, plan, params, ROW_HASH_SQL, ROW_MD5_SQL,
+									&row_hash, cxt);
+	SPI_freeplan(plan);
+	compare_side(job, params, lower, upper, row_hash, job->columns, true, target);
+	if (remote)
+		tools_remote_hash_result(job, source);
+	else
+		compare_side(job, params, lower, upper, row_hash, source_columns(job),
+					 false, source);
 }
 
 PG_FUNCTION_INFO_V1(tools_verify);
@@ -357,8 +396,15 @@ tools_verify(PG_FUNCTION_ARGS)
 		errcb.arg = &job;
 		tools_describe_job(&job);
 		params = range_params(&job);
-		compare_side(&job, params, false, false, source_columns(&job), false, source);
-		compare_side(&job, params, false, false, job.columns, true, target);
+		PG_TRY();
+		{
+			compare_range(&job, params, false, false, source, target, cxt);
+		}
+		PG_FINALLY();
+		{
+			tools_remote_close(&job);
+		}
+		PG_END_TRY();
 
 		values[0] = Int64GetDatum(job.job_id);
 		values[1] = ObjectIdGetDatum(job.target);
@@ -569,8 +615,7 @@ repair_step(RepairState *rs)
 	bool		from_target;
 
 	rs->todo = list_delete_first(rs->todo);
-	compare_side(job, params, r->lower != NULL, true, source_columns(job), false, source);
-	compare_side(job, params, r->lower != NULL, true, job->columns, true, target);
+	compare_range(job, params, r->lower != NULL, true, source, target, rs->cxt);
 	if (strcmp(source[0], target[0]) == 0 && strcmp(source[1], target[1]) == 0)
 		return;
 	source_rows = DatumGetInt64(DirectFunctionCall1(int8in, CStringGetDatum(source[0])));
@@ -714,6 +759,7 @@ tools_repair(PG_FUNCTION_ARGS)
 		}
 		PG_FINALLY();
 		{
+			tools_remote_close(&rs->job);
 			LockRelease(&tag, ExclusiveLock, true);
 		}
 		PG_END_TRY();

@@ -64,6 +64,19 @@ my $differing = q{
   SELECT count(*) FROM ((SELECT id, v, n FROM src.items EXCEPT ALL SELECT id, v, n FROM public.items)
     UNION ALL (SELECT id, v, n FROM public.items EXCEPT ALL SELECT id, v, n FROM src.items)) d};
 isnt($node->safe_psql('postgres', $differing), '0', 'the source changed since the copy');
+my ($vrc, $vout, $verr) = $node->psql('postgres',
+	'SET client_min_messages = debug1; SELECT ok FROM tools.verify()');
+is($vout, 'f', 'verify sees it');
+if ($node->safe_psql('postgres', 'SHOW server_version_num') >= 140000)
+{
+	like($verr, qr/tools job 1 hashes the rows of src\.items on server "src" with hashtextextended\(\)/,
+		'the source\'s server hashes its rows');
+}
+else
+{
+	unlike($verr, qr/hashes the rows of src\.items on server/,
+		'before PostgreSQL 14, this server hashes the source\'s rows');
+}
 
 # Each key that stops the repair is in a leaf that differs; every leaf
 # must be, after the stop, as before (all of its old rows) or repaired.
