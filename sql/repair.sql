@@ -40,6 +40,18 @@ SELECT public.differing('source.r', 'public.r', 'id, v, n') AS r,
 -- Once more: nothing left to repair.
 CALL tools.repair();
 
+-- A serial key: rows inserted on the source after the copy hold larger
+-- values of its sequence; the repair sets the target's past them.
+CREATE TABLE source.rs (id serial PRIMARY KEY, v text);
+INSERT INTO source.rs (v) SELECT 'v' || g FROM generate_series(1, 3000) g;
+CREATE TABLE public.rs (id serial PRIMARY KEY, v text);
+INSERT INTO tools.config (source, target, pkey, batchsize) VALUES ('source.rs', 'public.rs', 'id', 1000);
+SELECT statement FROM tools.run('{public.rs}') \gexec
+INSERT INTO source.rs (v) SELECT 'new' || g FROM generate_series(1, 10) g;
+CALL tools.repair();
+INSERT INTO public.rs (v) VALUES ('after the cutover') RETURNING id;
+DROP TABLE source.rs, public.rs;
+
 -- It commits: not inside a transaction block.
 BEGIN;
 CALL tools.repair();

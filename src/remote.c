@@ -56,7 +56,6 @@
 #include "access/table.h"
 #include "access/transam.h"
 #include "catalog/pg_class.h"
-#include "catalog/pg_collation.h"
 #include "commands/copy.h"
 #include "catalog/namespace.h"
 #include "commands/dbcommands.h"
@@ -112,7 +111,7 @@ typedef struct ToolsRemote
 	RemoteConn	copy;			/* the batches' COPY */
 	RemoteConn	bounds;			/* the next batch's upper end, meanwhile */
 	bool		no_prefetch;	/* the bound's plan did not fit */
-	bool		same_hash;		/* hashtextextended() hashes alike there */
+	bool		same_hash;		/* hash_record_extended() hashes alike there */
 
 	/* the COPY being read: its current row, and how much of it was read */
 	ErrorContextCallback *context;	/* the error context of the batch */
@@ -973,7 +972,7 @@ tools_remote_prefetched(ToolsJob *job, Datum *upper)
  * runs the count and the sum of a row hash (a format for the list of a
  * row's columns) over those rows, each column cast to its target column's
  * type, as the target's side is hashed here: fast_hash where the remote
- * server's hashtextextended() gives this one's value, portable_hash
+ * server's hash_record_extended() gives this one's value, portable_hash
  * otherwise; *row_hash says which, for the target's side.  Sent without waiting: the caller
  * hashes the target meanwhile, then takes the answer with
  * tools_remote_hash_result().  False, having sent nothing, where the plan
@@ -1058,25 +1057,29 @@ tools_remote_hash_send(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 	if (r->copy.conn == NULL)
 	{
 		PGresult   *res;
-		Datum		here = DirectFunctionCall2Coll(hashtextextended, C_COLLATION_OID,
-												   CStringGetTextDatum("tools"),
-												   Int64GetDatum(0));
+		const char *check = "SELECT pg_catalog.hash_record_extended("
+			"ROW(1::pg_catalog.int8, 'tools'::pg_catalog.text COLLATE pg_catalog.\"C\"), 0)";
+		char	   *here;
 
+		tools_execute(check, 0, NULL, NULL, NULL, SPI_OK_SELECT);
+		here = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		remote_connect(job, r, &r->copy);
 		send_command(&r->copy,
 					 psprintf("SET timezone = %s; SET bytea_output = %s",
 							  quote_literal_cstr(pg_get_timezone_name(session_timezone)),
 							  quote_literal_cstr(GetConfigOption("bytea_output", false, false))));
 		PQclear(last_result(&r->copy, PGRES_COMMAND_OK));
-		send_command(&r->copy, "SELECT pg_catalog.hashtextextended('tools' COLLATE pg_catalog.\"C\", 0)");
-		res = last_result(&r->copy, PGRES_TUPLES_OK);
-		r->same_hash = PQntuples(res) == 1 &&
-			strcmp(PQgetvalue(res, 0, 0),
-				   DatumGetCString(DirectFunctionCall1(int8out, here))) == 0;
-		PQclear(res);
-		elog(DEBUG1, "tools job %lld hashes the rows of %s on server \"%s\" with %s",
+		if (PQserverVersion(r->copy.conn) >= 140000)
+		{
+			send_command(&r->copy, check);
+			res = last_result(&r->copy, PGRES_TUPLES_OK);
+			r->same_hash = PQntuples(res) == 1 &&
+				strcmp(PQgetvalue(res, 0, 0), here) == 0;
+			PQclear(res);
+		}
+		elog(DEBUG1, "tools job %lld hashes the rows of %s on server \"%s\"%s",
 			 (long long) job->job_id, job->source_name, r->server_name,
-			 r->same_hash ? "hashtextextended()" : "md5(): its hash of a text differs from this server's");
+			 r->same_hash ? "" : " with md5(): it hashes a record otherwise than this server");
 	}
 	*row_hash = r->same_hash ? fast_hash : portable_hash;
 	initStringInfo(&hash);

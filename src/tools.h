@@ -255,7 +255,8 @@ extern ParamListInfo tools_params(const ToolsJob *job, Datum part_lower,
 								  Datum part_upper);
 extern char *tools_range_sql(const ToolsJob *job, const char *list,
 							 bool lower, bool upper, bool target);
-extern char *tools_delete_sql(const ToolsJob *job, bool lower);
+extern char *tools_repair_sql(const ToolsJob *job, bool lower,
+							  const char *source_list);
 extern char *tools_rank_sql(const ToolsJob *job, bool lower, bool upper,
 							bool target, bool desc, int64 n);
 extern char *tools_bound_sql(const ToolsJob *job, bool lower, bool last);

@@ -38,17 +38,20 @@
 #include "utils/memutils.h"
 #include "utils/portal.h"
 #include "utils/resowner.h"
+#include "utils/typcache.h"
 
 #include "tools.h"
 
 /*
- * The hash of a row, from its column list, as a bigint: hashtextextended()
- * of its text, three times as fast as md5(), where both sides compute it
- * alike (the same server, or a remote server whose hash of a text is this
- * one's: hash values depend on the machine's byte order); md5() otherwise.
+ * The hash of a row, from its column list, as a bigint: from each value's
+ * own hash function (hash_record_extended(), from PostgreSQL 14 on), which
+ * reads no text and is three times as fast, where every column's type has
+ * one and both sides compute it alike (the same server, or a remote server
+ * whose hash of a record is this one's: hash values depend on the
+ * machine's byte order); md5() of the row's text otherwise.
  */
 #define ROW_HASH_SQL \
-	"pg_catalog.hashtextextended(ROW(%s)::pg_catalog.text COLLATE pg_catalog.\"C\", 0)"
+	"pg_catalog.hash_record_extended(ROW(%s), 0)"
 #define ROW_MD5_SQL \
 	"('x' OPERATOR(pg_catalog.||) pg_catalog.left(pg_catalog.md5(" \
 	"ROW(%s)::pg_catalog.text), 16))::pg_catalog.bit(64)::pg_catalog.int8"
@@ -322,6 +325,28 @@ compare_side(const ToolsJob *job, ParamListInfo params, bool lower, bool upper,
 		values[1] = "0";
 }
 
+/* The row hash of a job's ranges: ROW_HASH_SQL where it can be used. */
+static const char *
+job_row_hash(const ToolsJob *job)
+{
+#if PG_VERSION_NUM >= 140000
+	int			i;
+
+	for (i = 0; i < job->ncolumns; i++)
+	{
+		TypeCacheEntry *entry = lookup_type_cache(get_atttype(job->target,
+															  job->target_attnums[i]),
+												  TYPECACHE_HASH_EXTENDED_PROC);
+
+		if (!OidIsValid(entry->hash_extended_proc))
+			return ROW_MD5_SQL;
+	}
+	return ROW_HASH_SQL;
+#else
+	return ROW_MD5_SQL;
+#endif
+}
+
 /*
  * The count and hash sum of the job's range, or of a key range of it, on
  * both sides: a postgres_fdw source's rows are hashed by its server, while
@@ -336,13 +361,13 @@ compare_range(ToolsJob *job, ParamListInfo params, bool lower, bool upper,
 														  upper, false),
 										  NUM_PARAMS(job), tools_param_types(job),
 										  CURSOR_OPT_CUSTOM_PLAN);
-	const char *row_hash = ROW_HASH_SQL;
+	const char *row_hash = job_row_hash(job);
 	bool		remote;
 
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	SPI_keepplan(plan);			/* postgres_fdw's plan is looked at in it */
-	remote = tools_remote_hash_send(job, plan, params, ROW_HASH_SQL, ROW_MD5_SQL,
+	remote = tools_remote_hash_send(job, plan, params, row_hash, ROW_MD5_SQL,
 									&row_hash, cxt);
 	SPI_freeplan(plan);
 	compare_side(job, params, lower, upper, row_hash, job->columns, true, target);
@@ -439,10 +464,13 @@ tools_verify(PG_FUNCTION_ARGS)
  * Each completed job's range is compared by count and hash, as verify()
  * does, and a range that differs is split at the median key of the side
  * with more rows, until its pieces hold at most REPAIR_LEAF_ROWS rows on
- * either side; only those leaves are copied again.  A leaf is repaired in a
- * transaction of its own: its rows are deleted from the target and copied
- * from the source, so that a kill at any point leaves each leaf as it was
- * or equal to its source, and a new call ends exact.  Ranges are compared
+ * either side; only those leaves are compared row by row and repaired,
+ * each in one statement and a transaction of its own: the target's rows
+ * whose key the source lacks are deleted, the changed ones updated, the
+ * missing ones inserted, and the rows that did not change are left alone,
+ * so that no foreign key's action (ON DELETE CASCADE, for one) fires for
+ * them.  A kill at any point leaves each leaf as it was or equal to its
+ * source, and a new call ends exact.  Ranges are compared
  * one per transaction too, each holding nothing across the commits but the
  * keys of the ranges still to look at.
  *
@@ -464,9 +492,10 @@ typedef struct RepairState
 	ToolsJob	job;
 	MemoryContext cxt;			/* lives for the call */
 	List	   *todo;			/* RepairRange, in cxt */
-	int64		leaves;			/* key ranges copied again */
-	uint64		removed;
-	uint64		written;
+	int64		leaves;			/* key ranges that differed */
+	int64		extra;			/* rows deleted: the source lacks their key */
+	int64		changed;		/* rows updated */
+	int64		missing;		/* rows inserted */
 } RepairState;
 
 /* The parameters of a range's statements: its ends and the job's part. */
@@ -582,22 +611,47 @@ first_range(RepairState *rs)
 	push_range(rs, NULL, upper);
 }
 
-/* Delete a leaf's rows from the target and copy its rows from the source. */
+/*
+ * Make a leaf of the target equal to the source, row by row: the rows whose
+ * key the source lacks deleted, the changed ones updated, the missing ones
+ * inserted (tools_repair_sql()).
+ */
 static void
 repair_leaf(RepairState *rs, RepairRange *r)
 {
 	ToolsJob   *job = &rs->job;
 	ParamListInfo params = repair_params(job, r);
-	SPIPlanPtr	del = prepare_range(job, tools_delete_sql(job, r->lower != NULL));
-	SPIPlanPtr	ins = prepare_range(job, tools_copy_sql(job, r->lower != NULL));
+	StringInfoData list;
+	SPIPlanPtr	plan;
+	bool		isnull;
+	int			i;
 
-	reading_target = true;
-	rs->removed += tools_execute_plan(del, params, false, SPI_OK_DELETE);
-	reading_target = false;
-	rs->written += tools_execute_plan(ins, params, false, SPI_OK_INSERT);
+	/* The source's columns, cast to the target's types, named as there. */
+	initStringInfo(&list);
+	for (i = 0; i < job->ncolumns; i++)
+	{
+		const char *name = quote_identifier(get_attname(job->target,
+														job->target_attnums[i],
+														false));
+		Oid			type;
+		int32		typmod;
+		Oid			collation;
+
+		get_atttypetypmodcoll(job->target, job->target_attnums[i], &type,
+							  &typmod, &collation);
+		appendStringInfo(&list, "%s%s::%s AS %s", i > 0 ? ", " : "", name,
+						 format_type_extended(type, typmod,
+											  FORMAT_TYPE_TYPEMOD_GIVEN |
+											  FORMAT_TYPE_FORCE_QUALIFY),
+						 name);
+	}
+	plan = prepare_range(job, tools_repair_sql(job, r->lower != NULL, list.data));
+	tools_execute_plan(plan, params, false, SPI_OK_SELECT);
+	rs->extra += DatumGetInt64(tools_result_value(1, &isnull));
+	rs->changed += DatumGetInt64(tools_result_value(2, &isnull));
+	rs->missing += DatumGetInt64(tools_result_value(3, &isnull));
 	rs->leaves++;
-	SPI_freeplan(del);
-	SPI_freeplan(ins);
+	SPI_freeplan(plan);
 }
 
 /* Compare the next range; repair it or split it where it differs. */
@@ -655,16 +709,25 @@ repair_job(RepairState *rs)
 		tools_restore_settings(level);
 		tools_commit_and_finish();
 	}
+	/* Rows inserted or updated may hold larger values of its sequences. */
+	if (rs->leaves > 0 && job->sequences)
+	{
+		tools_connect_nonatomic();
+		if (tools_has_sequences(job))
+			tools_set_sequences(job);
+		tools_commit_and_finish();
+	}
 	if (rs->leaves == 0)
 		ereport(NOTICE,
 				(errmsg("tools job %lld: %s equals %s in the job's range",
 						(long long) job->job_id, job->target_name, job->source_name)));
 	else
 		ereport(NOTICE,
-				(errmsg("tools job %lld: %lld key ranges of %s differed from %s; " UINT64_FORMAT " rows removed and " UINT64_FORMAT " copied again in them",
+				(errmsg("tools job %lld: %lld key ranges of %s differed from %s: %lld rows missing, %lld extra and %lld changed, now as in the source",
 						(long long) job->job_id, (long long) rs->leaves,
 						job->target_name, job->source_name,
-						rs->removed, rs->written)));
+						(long long) rs->missing, (long long) rs->extra,
+						(long long) rs->changed)));
 }
 
 PG_FUNCTION_INFO_V1(tools_repair);

@@ -170,20 +170,30 @@ $node->safe_psql('postgres', q{
   INSERT INTO tools.config (source, target, pkey, batchsize)
   VALUES ('src.nums', 'public.nums', 'id', 1000);
 });
-my $run2 = $node->safe_psql('postgres', q{SELECT max(run_id) + 1 FROM tools.run});
-$node->safe_psql('postgres', q{SELECT tools.run('{public.nums}')});
-my $job2 = $node->safe_psql('postgres', "SELECT job_id FROM tools.job WHERE run_id = $run2");
 my $local_gate = ToolsGate->new($node, 'postgres');
-$local_gate->close;
-my ($out2, $err2) = ('', '');
-my $h2 = IPC::Run::start(
-	[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c', "CALL tools.start($job2)" ],
-	'>', \$out2, '2>', \$err2);
-$node->poll_query_until('postgres', qq{
-  SELECT count(*) = 1 FROM pg_stat_activity a JOIN pg_locks l USING (pid)
-   WHERE a.query = 'CALL tools.start($job2)' AND l.locktype = 'advisory'
-     AND l.objid = 42 AND NOT l.granted})
-  or die 'the job did not reach its gate';
+
+# Plan a run of target, close the local gate and start its job from a
+# session of its own; return once the job waits at key 3001 of its target.
+sub start_held_job
+{
+	my ($target) = @_;
+	my $run = $node->safe_psql('postgres', q{SELECT max(run_id) + 1 FROM tools.run});
+	$node->safe_psql('postgres', "SELECT tools.run('{$target}')");
+	my $job = $node->safe_psql('postgres', "SELECT job_id FROM tools.job WHERE run_id = $run");
+	$local_gate->close;
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start(
+		[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c', "CALL tools.start($job)" ],
+		'>', \$out, '2>', \$err);
+	$node->poll_query_until('postgres', qq{
+	  SELECT count(*) = 1 FROM pg_stat_activity a JOIN pg_locks l USING (pid)
+	   WHERE a.query = 'CALL tools.start($job)' AND l.locktype = 'advisory'
+	     AND l.objid = 42 AND NOT l.granted})
+	  or die 'the job did not reach its gate';
+	return ($job, $h);
+}
+
+my ($job2, $h2) = start_held_job('public.nums');
 my ($out3, $err3) = ('', '');
 my $alter = IPC::Run::start(
 	[ 'psql', '-X', '-d', $node->connstr('src'), '-c',
@@ -229,19 +239,7 @@ $node->safe_psql('postgres', q{
   INSERT INTO tools.config (source, target, pkey, batchsize)
   VALUES ('src.rw', 'public.rw', 'id', 1000);
 });
-my $run3 = $node->safe_psql('postgres', q{SELECT max(run_id) + 1 FROM tools.run});
-$node->safe_psql('postgres', q{SELECT tools.run('{public.rw}')});
-my $job3 = $node->safe_psql('postgres', "SELECT job_id FROM tools.job WHERE run_id = $run3");
-$local_gate->close;
-my ($out4, $err4) = ('', '');
-my $h4 = IPC::Run::start(
-	[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c', "CALL tools.start($job3)" ],
-	'>', \$out4, '2>', \$err4);
-$node->poll_query_until('postgres', qq{
-  SELECT count(*) = 1 FROM pg_stat_activity a JOIN pg_locks l USING (pid)
-   WHERE a.query = 'CALL tools.start($job3)' AND l.locktype = 'advisory'
-     AND l.objid = 42 AND NOT l.granted})
-  or die 'the job did not reach its gate';
+my ($job3, $h4) = start_held_job('public.rw');
 my ($out5, $err5, $out6, $err6) = ('', '', '', '');
 my $holder = IPC::Run::start(
 	[ 'psql', '-X', '-d', $node->connstr('src'), '-c',

@@ -14,6 +14,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IPC::Run;
 
 my $node = PostgreSQL::Test::Cluster->new('pgbench');
 $node->init;
@@ -105,6 +106,50 @@ is($node->safe_psql('postgres', q{INSERT INTO public.orders (aid, note) VALUES (
 	'3001', 'the next order takes the next serial key');
 is($node->safe_psql('postgres', q{INSERT INTO public.events (at, what) VALUES (now(), 'new') RETURNING id}),
 	'2001', 'the next event takes the next identity key');
+
+# The cutover.  A third run copies while the application keeps writing to
+# the source: pgbench's workload (accounts, tellers and branches updated,
+# history rows added) and, meanwhile, orders deleted, changed and added
+# below and above the keys.  Then tools.repair() copies again what changed
+# under the keyed jobs, a trunc run copies the keyless history again, and
+# every table equals its source.
+$node->safe_psql('postgres', 'SELECT tools.run()');
+my $run = $node->safe_psql('postgres', 'SELECT max(run_id) FROM tools.run');
+my ($bench_out, $bench_err) = ('', '');
+my $bench = IPC::Run::start(
+	[ 'pgbench', '-n', '-c', '2', '-T', '3', '-d', $node->connstr('src') ],
+	'>', \$bench_out, '2>', \$bench_err);
+$node->safe_psql('postgres', "SELECT tools.launch($run, workers => 3)");
+$node->safe_psql('src', q{
+  DELETE FROM public.orders WHERE id % 7 = 0;
+  UPDATE public.orders SET note = 'changed' WHERE id % 11 = 0;
+  INSERT INTO public.orders (id, aid, note) VALUES (0, 1, 'below'), (5000, 1, 'above');
+});
+is( $node->safe_psql('postgres', "SELECT string_agg(DISTINCT state::text, ',') FROM tools.wait($run)"),
+	'completed', 'the run under the workload completes');
+$bench->finish;
+is($?, 0, 'the workload ran beside it');
+isnt( $node->safe_psql('postgres', "SELECT count(*) FILTER (WHERE NOT ok) FROM tools.verify($run)"),
+	'0', 'the source changed under the copy');
+my ($rc, $out, $err) = $node->psql('postgres', "CALL tools.repair($run)");
+is($rc, 0, 'tools.repair() runs');
+like($err, qr/tools job \d+ has no key: a range of it cannot be copied again/,
+	'it leaves the keyless history to a trunc run');
+$node->safe_psql('postgres', q{SELECT tools.run('{public.pgbench_history}')});
+my $history_job = $node->safe_psql('postgres', 'SELECT max(job_id) FROM tools.job');
+$node->safe_psql('postgres', "CALL tools.start($history_job)");
+for my $t (@tables)
+{
+	is( $node->safe_psql('postgres', qq{
+		  SELECT count(*) FROM ((SELECT * FROM src.$t EXCEPT ALL SELECT * FROM public.$t)
+		    UNION ALL (SELECT * FROM public.$t EXCEPT ALL SELECT * FROM src.$t)) d}),
+		'0', "after the cutover: $t equals its source");
+}
+is( $node->safe_psql('postgres', "SELECT count(*) FILTER (WHERE NOT ok) FROM tools.verify($run)"),
+	'0', 'after the cutover: verify agrees for every job');
+is($node->safe_psql('postgres', q{INSERT INTO public.orders (aid, note) VALUES (1, 'new') RETURNING id > 5000}),
+	't', 'after the cutover: the next order takes a key above the source\'s');
+
 is( $node->safe_psql('postgres', q{
 	  SELECT count(*) FROM tools.job WHERE error IS NOT NULL}),
 	'0', 'no job failed on the way');
