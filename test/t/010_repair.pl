@@ -6,8 +6,9 @@
 # A copy over postgres_fdw, then the source changes the way an application
 # keeps writing until the cutover: rows updated, deleted, and inserted
 # below, inside and above the copied keys.  A trigger on the target stops
-# the repair from inside a leaf's copy, at a chosen key, so the stop points
-# are exact, not timed.
+# the repair from inside a range's repair, at a chosen key (a changed row
+# updated, an extra row deleted, a missing row inserted), so the stop
+# points are exact, not timed.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -40,16 +41,19 @@ $node->safe_psql('postgres', qq{
   CALL tools.start(1);
   CREATE FUNCTION public.stop_at() RETURNS trigger LANGUAGE plpgsql AS \$\$
   BEGIN
-    IF NEW.id = current_setting('tools_test.stop_at', true)::int THEN
+    IF coalesce(NEW.id, OLD.id) = current_setting('tools_test.stop_at', true)::int THEN
       IF current_setting('tools_test.how') = 'terminate' THEN
         PERFORM pg_terminate_backend(pg_backend_pid());
       ELSE
         PERFORM pg_sleep(3600);
       END IF;
     END IF;
+    IF TG_OP = 'DELETE' THEN
+      RETURN OLD;
+    END IF;
     RETURN NEW;
   END \$\$;
-  CREATE TRIGGER stop_at BEFORE INSERT ON public.items
+  CREATE TRIGGER stop_at BEFORE INSERT OR UPDATE OR DELETE ON public.items
     FOR EACH ROW EXECUTE FUNCTION public.stop_at();
 });
 is($node->safe_psql('postgres', 'SELECT count(*) FROM public.items'), '20000', 'the copy');
@@ -80,7 +84,7 @@ else
 
 # Each key that stops the repair is in a leaf that differs; every leaf
 # must be, after the stop, as before (all of its old rows) or repaired.
-my @stops = ([ 7000, 'terminate' ], [ 14011, 'immediate' ], [ 19999, 'terminate' ]);
+my @stops = ([ 7000, 'terminate' ], [ 14005, 'immediate' ], [ 20500, 'terminate' ]);
 foreach my $stop (@stops)
 {
 	my ($at, $how) = @$stop;
@@ -100,7 +104,7 @@ foreach my $stop (@stops)
 			ok( $node->poll_query_until('postgres', q{
 				  SELECT count(*) = 1 FROM pg_stat_activity
 				   WHERE wait_event = 'PgSleep' AND query = 'CALL tools.repair()'}),
-				"the repair stands at key $at, inside a leaf's copy");
+				"the repair stands at key $at, inside a range's repair");
 			$node->stop('immediate');
 			$h->finish;
 			$node->start;
