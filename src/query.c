@@ -717,6 +717,17 @@ plan_reads_all(Plan *plan, bool sorted_above)
 		return sorted_above || has_param((Node *) plan->qual, NULL);
 	if (IsA(plan, Sort) || IsA(plan, IncrementalSort))
 		sorted_above = true;
+#if PG_VERSION_NUM < 140000
+	/* Before 14, an INSERT's query is among the plans of its ModifyTable. */
+	if (IsA(plan, ModifyTable))
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((ModifyTable *) plan)->plans)
+			if (plan_reads_all(lfirst(lc), sorted_above))
+				return true;
+	}
+#endif
 	return plan_reads_all(plan->lefttree, sorted_above) ||
 		plan_reads_all(plan->righttree, sorted_above);
 }
