@@ -94,13 +94,14 @@ CALL tools.start(1);
 SELECT job_id, state, rows, error FROM tools.job ORDER BY job_id;
 SELECT relation, name, definition, referenced FROM tools.deferred_constraint ORDER BY 1, 2;
 SELECT conrelid::regclass, conname, contype FROM pg_constraint
- WHERE conrelid IN ('public.doubled'::regclass, 'public.kept'::regclass) ORDER BY 1, 2;
+ WHERE conrelid IN ('public.doubled'::regclass, 'public.kept'::regclass) AND contype IN ('p', 'u')
+ ORDER BY 1, 2;
 DELETE FROM public.doubled WHERE v = 'again';
 CALL tools.start(1);
 SELECT job_id, state, rows FROM tools.job WHERE job_id = 1;
 SELECT count(*) FROM tools.deferred_constraint;
 SELECT conrelid::regclass, conname, contype FROM pg_constraint
- WHERE conrelid = 'public.doubled'::regclass ORDER BY 1, 2;
+ WHERE conrelid = 'public.doubled'::regclass AND contype IN ('p', 'u') ORDER BY 1, 2;
 -- The key of the target not emptied is kept while its job copies: the
 -- source's doubled 250 is refused by it, batch by batch.  (The failing
 -- statement's text, which differs with the path, is left out.)
