@@ -6,7 +6,7 @@ INSERT INTO source.r SELECT g, md5(g::text), g FROM generate_series(1, 20000) g;
 CREATE TABLE public.r (id int PRIMARY KEY, v text, n int);
 CREATE TABLE source.rc (grp text, id int, v text, PRIMARY KEY (grp, id));
 INSERT INTO source.rc SELECT 'g' || (g % 3), g, md5(g::text) FROM generate_series(1, 6000) g;
-CREATE TABLE public.rc (grp text, id int, v text);
+CREATE TABLE public.rc (grp text, id int, v varchar(40));  -- another type: cast
 CREATE TABLE public.rk (id int, v text, n int);
 CREATE TABLE public.rp (id int, v text, n int);
 INSERT INTO tools.config (source, target, pkey, batchsize) VALUES

@@ -582,8 +582,9 @@ tools_range_sql(const ToolsJob *job, const char *list, bool lower, bool upper,
 
 /*
  * Make one key range of the job's range in the target equal to the source:
- * the source's rows of the range (source_list, each column cast to its
- * target column's type and named as it), then in one statement the
+ * the source's rows of the range (source_list, the columns in the target's
+ * order, each cast to its target column's type where the two differ, which
+ * keeps its name), then in one statement the
  * target's rows whose key the source lacks deleted, those whose key both
  * have updated where their text differs, and the source's rows whose key
  * the target lacks inserted.  Rows that did not change stay as they are,
@@ -596,7 +597,6 @@ tools_repair_sql(const ToolsJob *job, bool lower, const char *source_list)
 	StringInfoData buf;
 	StringInfoData match;
 	StringInfoData where;
-	StringInfoData cols;
 	StringInfoData scols;
 	StringInfoData tcols;
 	const char *name;
@@ -609,13 +609,11 @@ tools_repair_sql(const ToolsJob *job, bool lower, const char *source_list)
 						 job->keys[i].name);
 	initStringInfo(&where);
 	append_where(&where, job, lower, true, true);
-	initStringInfo(&cols);
 	initStringInfo(&scols);
 	initStringInfo(&tcols);
 	for (i = 0; i < job->ncolumns; i++)
 	{
 		name = quote_identifier(get_attname(job->target, job->target_attnums[i], false));
-		appendStringInfo(&cols, "%s%s", cols.len > 0 ? ", " : "", name);
 		appendStringInfo(&scols, "%ss.%s", scols.len > 0 ? ", " : "", name);
 		appendStringInfo(&tcols, "%st.%s", tcols.len > 0 ? ", " : "", name);
 	}
@@ -630,12 +628,12 @@ tools_repair_sql(const ToolsJob *job, bool lower, const char *source_list)
 	appendStringInfo(&buf, ", u AS (UPDATE %s AS t SET (%s) = (SELECT %s FROM s WHERE %s)%s"
 					 " AND EXISTS (SELECT FROM s WHERE %s AND ROW(%s)::pg_catalog.text"
 					 " IS DISTINCT FROM ROW(%s)::pg_catalog.text) RETURNING 1)",
-					 job->target_name, cols.data, scols.data, match.data,
+					 job->target_name, job->columns, scols.data, match.data,
 					 where.data, match.data, scols.data, tcols.data);
 	appendStringInfo(&buf, ", i AS (INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE"
 					 " SELECT %s FROM s WHERE NOT EXISTS (SELECT FROM %s AS t%s AND %s)"
 					 " RETURNING 1)",
-					 job->target_name, cols.data, scols.data, job->target_name,
+					 job->target_name, job->columns, scols.data, job->target_name,
 					 where.data, match.data);
 	appendStringInfoString(&buf, " SELECT (SELECT pg_catalog.count(*) FROM d),"
 						   " (SELECT pg_catalog.count(*) FROM u),"

@@ -621,31 +621,12 @@ repair_leaf(RepairState *rs, RepairRange *r)
 {
 	ToolsJob   *job = &rs->job;
 	ParamListInfo params = repair_params(job, r);
-	StringInfoData list;
 	SPIPlanPtr	plan;
 	bool		isnull;
-	int			i;
 
-	/* The source's columns, cast to the target's types, named as there. */
-	initStringInfo(&list);
-	for (i = 0; i < job->ncolumns; i++)
-	{
-		const char *name = quote_identifier(get_attname(job->target,
-														job->target_attnums[i],
-														false));
-		Oid			type;
-		int32		typmod;
-		Oid			collation;
-
-		get_atttypetypmodcoll(job->target, job->target_attnums[i], &type,
-							  &typmod, &collation);
-		appendStringInfo(&list, "%s%s::%s AS %s", i > 0 ? ", " : "", name,
-						 format_type_extended(type, typmod,
-											  FORMAT_TYPE_TYPEMOD_GIVEN |
-											  FORMAT_TYPE_FORCE_QUALIFY),
-						 name);
-	}
-	plan = prepare_range(job, tools_repair_sql(job, r->lower != NULL, list.data));
+	/* The source's columns as verify compares them, named as the target's. */
+	plan = prepare_range(job, tools_repair_sql(job, r->lower != NULL,
+											   source_columns(job)));
 	tools_execute_plan(plan, params, false, SPI_OK_SELECT);
 	rs->extra += DatumGetInt64(tools_result_value(1, &isnull));
 	rs->changed += DatumGetInt64(tools_result_value(2, &isnull));
