@@ -18,6 +18,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use FindBin;
 use lib $FindBin::RealBin;
+use ToolsFdw;
 use ToolsGate;
 
 my $node = PostgreSQL::Test::Cluster->new('remote');
@@ -39,16 +40,10 @@ $node->safe_psql('src', q{
   CREATE VIEW public.items_gated AS SELECT * FROM public.items WHERE public.gate(id);
   ANALYZE;
 });
-my $host = $node->host;
-my $port = $node->port;
+my $fdw = ToolsFdw::src_sql($node, limit => 'items_gated, items');
 $node->safe_psql('postgres', qq{
   CREATE EXTENSION tools;
-  CREATE EXTENSION postgres_fdw;
-  CREATE SERVER src FOREIGN DATA WRAPPER postgres_fdw
-    OPTIONS (host '$host', port '$port', dbname 'src');
-  CREATE USER MAPPING FOR CURRENT_USER SERVER src;
-  CREATE SCHEMA src;
-  IMPORT FOREIGN SCHEMA public LIMIT TO (items_gated, items) FROM SERVER src INTO src;
+  $fdw
   CREATE TABLE public.items (v text, id int PRIMARY KEY);
   INSERT INTO tools.config (source, target, pkey, batchsize, trunc)
   VALUES ('src.items_gated', 'public.items', 'id', 1000, true);

@@ -12,6 +12,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use ToolsFdw;
 
 my $pkglibdir = `pg_config --pkglibdir`;
 chomp $pkglibdir;
@@ -34,17 +37,13 @@ $node->safe_psql('src', q{
   INSERT INTO public.items SELECT g, g % 7, md5(g::text) FROM generate_series(1, 20000) g;
   ANALYZE;
 });
+my $fdw = ToolsFdw::src_sql($node, limit => 'items');
 $node->safe_psql('postgres', qq{
   CREATE EXTENSION citus;
   SELECT citus_set_coordinator_host('$host', $port);
   SELECT citus_set_node_property('$host', $port, 'shouldhaveshards', true);
   CREATE EXTENSION tools;
-  CREATE EXTENSION postgres_fdw;
-  CREATE SERVER src FOREIGN DATA WRAPPER postgres_fdw
-    OPTIONS (host '$host', port '$port', dbname 'src');
-  CREATE USER MAPPING FOR CURRENT_USER SERVER src;
-  CREATE SCHEMA src;
-  IMPORT FOREIGN SCHEMA public LIMIT TO (items) FROM SERVER src INTO src;
+  $fdw
   CREATE SCHEMA source;
   CREATE TABLE source.items (id int PRIMARY KEY, grp int, v text);
   INSERT INTO source.items SELECT g, g % 7, md5(g::text) FROM generate_series(1, 20000) g;

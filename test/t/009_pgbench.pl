@@ -14,14 +14,15 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use ToolsFdw;
 use IPC::Run;
 
 my $node = PostgreSQL::Test::Cluster->new('pgbench');
 $node->init;
 $node->append_conf('postgresql.conf', 'max_worker_processes = 8');
 $node->start;
-my $host = $node->host;
-my $port = $node->port;
 
 $node->safe_psql('postgres', 'CREATE DATABASE src');
 $node->command_ok([ 'pgbench', '-i', '-q', '-s', '2', '--foreign-keys', '-d', $node->connstr('src') ],
@@ -41,17 +42,13 @@ $node->safe_psql('src', q{
 # two tables of the application; a secondary index.
 $node->command_ok([ 'pgbench', '-i', '-q', '-I', 'dtpf', '-d', $node->connstr('postgres') ],
 	'pgbench makes the target schema without rows');
+my $fdw = ToolsFdw::src_sql($node, options => "use_remote_estimate 'true'");
 $node->safe_psql('postgres', qq{
   CREATE TABLE public.orders (id serial PRIMARY KEY, aid int REFERENCES public.pgbench_accounts, note text);
   CREATE TABLE public.events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at timestamptz, what text);
   CREATE INDEX history_aid ON public.pgbench_history (aid);
   CREATE EXTENSION tools;
-  CREATE EXTENSION postgres_fdw;
-  CREATE SERVER src FOREIGN DATA WRAPPER postgres_fdw
-    OPTIONS (host '$host', port '$port', dbname 'src', use_remote_estimate 'true');
-  CREATE USER MAPPING FOR CURRENT_USER SERVER src;
-  CREATE SCHEMA src;
-  IMPORT FOREIGN SCHEMA public FROM SERVER src INTO src;
+  $fdw
   ANALYZE src.pgbench_accounts;
   INSERT INTO tools.config (source, target, pkey, batchsize, trunc, defer_constraints, defer_indexes, parts, priority)
   VALUES ('src.pgbench_branches', 'public.pgbench_branches', 'bid', 1000, true, true, false, NULL, 1),

@@ -14,27 +14,24 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use ToolsFdw;
 use IPC::Run;
 
 my $node = PostgreSQL::Test::Cluster->new('repair');
 $node->init;
 $node->start;
-my $host = $node->host;
-my $port = $node->port;
 
 $node->safe_psql('postgres', 'CREATE DATABASE src');
 $node->safe_psql('src', q{
   CREATE TABLE public.items (id int PRIMARY KEY, v text, n int);
   INSERT INTO public.items SELECT g, md5(g::text), g FROM generate_series(1, 20000) g;
 });
+my $fdw = ToolsFdw::src_sql($node);
 $node->safe_psql('postgres', qq{
   CREATE EXTENSION tools;
-  CREATE EXTENSION postgres_fdw;
-  CREATE SERVER src FOREIGN DATA WRAPPER postgres_fdw
-    OPTIONS (host '$host', port '$port', dbname 'src');
-  CREATE USER MAPPING FOR CURRENT_USER SERVER src;
-  CREATE SCHEMA src;
-  IMPORT FOREIGN SCHEMA public FROM SERVER src INTO src;
+  $fdw
   CREATE TABLE public.items (id int PRIMARY KEY, v text, n int);
   INSERT INTO tools.config (source, target, pkey, batchsize) VALUES ('src.items', 'public.items', 'id', 5000);
   SELECT tools.run();
