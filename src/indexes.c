@@ -197,9 +197,7 @@ tools_restore_due(const ToolsJob *job)
 					  " WHERE target::pg_catalog.oid OPERATOR(pg_catalog.=) $1 LIMIT 1",
 					  1, types, values, NULL, SPI_OK_SELECT) == 0)
 		return false;
-	if (tools_execute("SELECT j.job_id FROM " TOOLS_SCHEMA ".job AS j"
-					  " JOIN " TOOLS_SCHEMA ".config AS c"
-					  " ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
+	if (tools_execute("SELECT j.job_id" TOOLS_JOB_FROM
 					  " WHERE c.target::pg_catalog.oid OPERATOR(pg_catalog.=) $1"
 					  " AND j.run_id OPERATOR(pg_catalog.=) $2"
 					  " AND j.job_id OPERATOR(pg_catalog.<>) $3"
