@@ -167,6 +167,57 @@ CALL tools.start(1);
 UPDATE tools.config SET source = 'public.nokey_join', trunc = false;
 CALL tools.start(1);
 SELECT count(*) FROM public.nokey;
+-- A view over a function that reads the target: the plan does not show
+-- it, one row of the view read under the job's guard does, before the
+-- target is emptied.
+CREATE FUNCTION public.nokey_rows() RETURNS SETOF public.nokey
+LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY SELECT * FROM public.nokey; END $$;
+CREATE VIEW public.nokey_func AS SELECT * FROM public.nokey_rows();
+UPDATE tools.config SET source = 'public.nokey_func', trunc = true;
+CALL tools.start(1);
+SELECT count(*) FROM public.nokey;
+-- A function that reads the target for some rows only: the batch that
+-- reads such a row fails, and none of its rows is written; the batches
+-- before it stay.
+CREATE FUNCTION public.nokey_v(id int) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+  IF id > 15 THEN
+    PERFORM FROM public.e_func_target;
+  END IF;
+  RETURN 'v' || id;
+END $$;
+CREATE TABLE public.e_func_target (LIKE public.nokey);
+CREATE VIEW public.e_func AS SELECT id, public.nokey_v(id) AS v FROM source.e;
+UPDATE tools.config SET source = 'public.e_func', target = 'public.e_func_target',
+  trunc = false, batchsize = 5;
+\set SHOW_CONTEXT never
+CALL tools.start(1);
+\set SHOW_CONTEXT errors
+SELECT state, rows, lastkey, (SELECT count(*) FROM public.e_func_target) AS target_rows
+FROM tools.job;
+-- The same function reading another table is no disguise.
+CREATE OR REPLACE FUNCTION public.nokey_v(id int) RETURNS text
+LANGUAGE plpgsql AS $$ BEGIN RETURN (SELECT v FROM source.e AS e WHERE e.id = $1); END $$;
+CALL tools.start(1);
+SELECT state, rows, (SELECT count(*) FROM public.e_func_target) AS target_rows
+FROM tools.job;
+-- A target whose own trigger and foreign key read it is no disguise.
+CREATE TABLE public.tree (id int PRIMARY KEY, v text, parent int REFERENCES public.tree);
+CREATE FUNCTION public.tree_parent() RETURNS trigger LANGUAGE plpgsql AS
+$$ BEGIN NEW.parent := (SELECT pg_catalog.max(id) FROM public.tree); RETURN NEW; END $$;
+CREATE TRIGGER tree_parent BEFORE INSERT ON public.tree
+  FOR EACH ROW EXECUTE FUNCTION public.tree_parent();
+UPDATE tools.config SET source = 'source.e', target = 'public.tree', trunc = true;
+SELECT statement FROM tools.run();
+CALL tools.start(2);
+SELECT state, rows, (SELECT count(parent) FROM public.tree) AS with_parent
+FROM tools.job WHERE job_id = 2;
+DROP TABLE public.tree;
+DROP FUNCTION public.tree_parent();
+DROP VIEW public.e_func, public.nokey_func;
+DROP FUNCTION public.nokey_v(int), public.nokey_rows();
+DROP TABLE public.e_func_target;
 -- The same relation under another spelling is refused when configured.
 INSERT INTO tools.config (source, target, pkey)
 VALUES ('"public"."nokey"', 'nokey', 'id');

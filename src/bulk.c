@@ -78,6 +78,7 @@ _PG_init(void)
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("tools");
 #endif
+	tools_init_guard();
 }
 
 /* Flush the buffered rows at this many, or at this many bytes, as COPY does. */

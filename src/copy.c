@@ -185,6 +185,7 @@ run_step(CopyState *st, CopyStep step)
 	{
 		ErrorData  *edata;
 
+		tools_guard_source(NULL);
 		MemoryContextSwitchTo(st->cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
@@ -1011,6 +1012,7 @@ copy_batch(CopyState *st)
 	tools_execute("SET CONSTRAINTS ALL IMMEDIATE", 0, NULL, NULL, NULL,
 				  SPI_OK_UTILITY);
 	prefer_remote_sort(st);
+	tools_guard_source(job);
 
 	if (job->nkeys == 0)
 		found = !st->copied_all;	/* no key: everything, in one batch */
@@ -1098,6 +1100,7 @@ copy_batch(CopyState *st)
 			st->has_next = true;
 		}
 	}
+	tools_guard_source(NULL);
 
 	values[0] = Int64GetDatum(job->job_id);
 	position_params(st, found && job->nkeys > 0 ? upper : NULL, &types[1],

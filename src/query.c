@@ -30,6 +30,7 @@
 #include "catalog/pg_attribute.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "foreign/foreign.h"
 #include "lib/stringinfo.h"
 #include "nodes/nodeFuncs.h"
@@ -37,6 +38,7 @@
 #include "nodes/plannodes.h"
 #include "parser/parser.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/plancache.h"
 #include "utils/rel.h"
@@ -800,14 +802,97 @@ stmt_reads_relation(PlannedStmt *stmt, void *arg)
 }
 
 /*
+ * The error of a job whose source reads its target, and, where a query run
+ * while the source was read used the target, that query's text.
+ */
+static void
+source_reads_target(const ToolsJob *job, const char *query)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+			 errmsg("source %s of configuration %lld reads its target %s",
+					job->source_name, (long long) job->config_id,
+					job->target_name),
+			 query == NULL ?
+			 errdetail("The job would read the rows it writes: emptying the target would empty the source, and copying would double its rows.") :
+			 errdetail("A query run while the source was read uses the target: %s. The job would read the rows it writes: emptying the target would empty the source, and copying would double its rows.",
+					   query),
+			 errhint("Set source of tools.config row %lld to the relation that holds the rows to copy.",
+					 (long long) job->config_id)));
+}
+
+/*
+ * The guard on a job's reads of its source (tools_guard_source()): while
+ * it is set, a query that starts inside another one (a query of a function
+ * the source calls, say) and uses the job's target is refused, unless a
+ * trigger runs it (a foreign key's check, or the target's own triggers).
+ * The executor's hooks count the queries started and not yet ended since
+ * the guard was set: the job's own statements start at depth 0.
+ */
+static const ToolsJob *guarded_job = NULL;
+static int	guarded_depth = 0;
+static ExecutorStart_hook_type prev_executor_start = NULL;
+static ExecutorEnd_hook_type prev_executor_end = NULL;
+
+static void
+guard_executor_start(QueryDesc *queryDesc, int eflags)
+{
+	if (guarded_job != NULL && guarded_depth > 0 &&
+		list_member_oid(queryDesc->plannedstmt->relationOids,
+						guarded_job->target) &&
+		DatumGetInt32(OidFunctionCall0(F_PG_TRIGGER_DEPTH)) == 0)
+		source_reads_target(guarded_job, queryDesc->sourceText);
+	if (prev_executor_start)
+		prev_executor_start(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+	if (guarded_job != NULL)
+		guarded_depth++;
+}
+
+static void
+guard_executor_end(QueryDesc *queryDesc)
+{
+	if (guarded_job != NULL && guarded_depth > 0)
+		guarded_depth--;
+	if (prev_executor_end)
+		prev_executor_end(queryDesc);
+	else
+		standard_ExecutorEnd(queryDesc);
+}
+
+/* Install the guard's hooks, once per process. */
+void
+tools_init_guard(void)
+{
+	prev_executor_start = ExecutorStart_hook;
+	ExecutorStart_hook = guard_executor_start;
+	prev_executor_end = ExecutorEnd_hook;
+	ExecutorEnd_hook = guard_executor_end;
+}
+
+/*
+ * Guard the job's reads of its source from now on, or, with NULL, no
+ * longer.  Call it where no query of this process is running.
+ */
+void
+tools_guard_source(const ToolsJob *job)
+{
+	guarded_job = job;
+	guarded_depth = 0;
+}
+
+/*
  * Refuse a source that reads the target: a view over it, or a view whose
  * query reads it among others, or a postgres_fdw table that points back at
- * it (by its server's options, tools_fdw_points_here(), and where the job
- * reads it with COPY, as the remote server tells, tools_remote_reads_target()).  Such
- * a job would read what it writes: a trunc run would empty its own source,
- * or wait for ever on its own lock, another would double every row.  A
- * function that reads the target is not seen.  The caller is connected to
- * SPI.
+ * it (by its server's options, tools_fdw_points_here(), or, from 14 on, as
+ * the remote server tells, tools_remote_reads_target()),
+ * or a view that calls a function that reads it, as the guard sees when
+ * one row of the view is read here.  Such a job would read what it
+ * writes: a trunc run would empty its own source, or wait for ever on its
+ * own lock, another would double every row.  The batches read under the
+ * guard too, for a function that reads the target only for some rows.  The
+ * caller is connected to SPI.
  */
 void
 tools_check_source(const ToolsJob *job)
@@ -819,16 +904,18 @@ tools_check_source(const ToolsJob *job)
 							   0, NULL, stmt_reads_relation, &target);
 	if (!reads && job->source_fdw != NULL &&
 		strcmp(job->source_fdw, "postgres_fdw_handler") == 0)
-		reads = tools_fdw_points_here(job);
-	if (!reads && job->remote != NULL)
-		reads = tools_remote_reads_target((ToolsJob *) job);
+		reads = tools_fdw_points_here(job) ||
+			tools_remote_reads_target((ToolsJob *) job);
 	if (reads)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-				 errmsg("source %s of configuration %lld reads its target %s",
-						job->source_name, (long long) job->config_id,
-						job->target_name),
-				 errdetail("The job would read the rows it writes: emptying the target would empty the source, and copying would double its rows."),
-				 errhint("Set source of tools.config row %lld to the relation that holds the rows to copy.",
-						 (long long) job->config_id)));
+		source_reads_target(job, NULL);
+
+	if (get_rel_relkind(job->source) == RELKIND_VIEW)
+	{
+		tools_guard_source(job);
+		tools_execute(psprintf("SELECT %s FROM %s LIMIT 1", job->columns,
+							   job->source_name),
+					  0, NULL, NULL, NULL, SPI_OK_SELECT);
+		tools_guard_source(NULL);
+		SPI_freetuptable(SPI_tuptable);
+	}
 }

@@ -167,6 +167,8 @@ mapping_exists(Oid user, Oid server)
  * foreign table, and the role may connect as postgres_fdw would let it.
  * Fills in r.
  */
+static void close_conn(RemoteConn *c);
+
 static const char *
 source_obstacle(const ToolsJob *job, ToolsRemote *r)
 {
@@ -1121,41 +1123,57 @@ tools_remote_hash_result(ToolsJob *job, char **values)
  * server that points back at this server and this database, and a remote
  * table of the target's OID.  Such a job would read what it writes, and a
  * trunc run would wait for ever on its own lock.  The remote server is
- * this one when it started at the same instant.  Checked over the job's
- * COPY connection, which the batches use next.
+ * this one when it started at the same instant.  Asked over the job's COPY
+ * connection, which the batches use next, or, for a job that reads
+ * through the foreign table, over a connection opened for the question.
  */
 bool
 tools_remote_reads_target(ToolsJob *job)
 {
 	ToolsRemote *r = job->remote;
+	ToolsRemote own;
 	const char *nspname;
 	const char *relname;
-	const char *name;
 	const char *params[1];
-	PGresult   *res;
-	bool		same;
+	PGresult   *res = NULL;
+	bool		same = false;
 
+	if (r == NULL)
+	{
+		memset(&own, 0, sizeof(own));
+		if (source_obstacle(job, &own) != NULL)
+			return false;
+		r = &own;
+	}
 	remote_table(GetForeignTable(job->source), &nspname, &relname);
-	name = quote_qualified_identifier(nspname, relname);
+	params[0] = quote_qualified_identifier(nspname, relname);
 
-	if (r->copy.conn == NULL)
-		remote_connect(job, r, &r->copy);
-	params[0] = name;
-	r->copy.sql = "SELECT (EXTRACT(epoch FROM pg_catalog.pg_postmaster_start_time())"
-		" OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8,"
-		" pg_catalog.current_database(), pg_catalog.to_regclass($1)::pg_catalog.oid";
-	if (!PQsendQueryParams(r->copy.conn, r->copy.sql, 1, NULL, params, NULL,
-						   NULL, 0))
-		remote_error(&r->copy, NULL);
-	res = last_result(&r->copy, PGRES_TUPLES_OK);
-	same = !PQgetisnull(res, 0, 2) &&
-		strtoll(PQgetvalue(res, 0, 0), NULL, 10) ==
-		PgStartTime + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) *
-		SECS_PER_DAY * USECS_PER_SEC &&
-		strcmp(PQgetvalue(res, 0, 1), get_database_name(MyDatabaseId)) == 0 &&
-		strtoul(PQgetvalue(res, 0, 2), NULL, 10) == job->target;
-	PQclear(res);
-	r->copy.sql = NULL;
+	PG_TRY();
+	{
+		if (r->copy.conn == NULL)
+			remote_connect(job, r, &r->copy);
+		r->copy.sql = "SELECT (EXTRACT(epoch FROM pg_catalog.pg_postmaster_start_time())"
+			" OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8,"
+			" pg_catalog.current_database(), pg_catalog.to_regclass($1)::pg_catalog.oid";
+		if (!PQsendQueryParams(r->copy.conn, r->copy.sql, 1, NULL, params, NULL,
+							   NULL, 0))
+			remote_error(&r->copy, NULL);
+		res = last_result(&r->copy, PGRES_TUPLES_OK);
+		same = !PQgetisnull(res, 0, 2) &&
+			strtoll(PQgetvalue(res, 0, 0), NULL, 10) ==
+			PgStartTime + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) *
+			SECS_PER_DAY * USECS_PER_SEC &&
+			strcmp(PQgetvalue(res, 0, 1), get_database_name(MyDatabaseId)) == 0 &&
+			strtoul(PQgetvalue(res, 0, 2), NULL, 10) == job->target;
+		PQclear(res);
+		r->copy.sql = NULL;
+	}
+	PG_FINALLY();
+	{
+		if (r == &own)
+			close_conn(&own.copy);
+	}
+	PG_END_TRY();
 	return same;
 }
 

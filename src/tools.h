@@ -275,6 +275,8 @@ extern bool tools_sql_plan_any(const char *sql, int nargs, Oid *types,
 							   void *arg);
 extern bool tools_plan_reads_all(SPIPlanPtr plan);
 extern void tools_check_source(const ToolsJob *job);
+extern void tools_init_guard(void);
+extern void tools_guard_source(const ToolsJob *job);
 extern List *tools_parse(const char *sql);
 
 #endif							/* TOOLS_H */
