@@ -1,6 +1,6 @@
 -- tools.repair(): after the copy, the source changed (the application kept
--- writing until the cutover); the differing key ranges are found by halving
--- the ranges whose count or hash differ, and only they are copied again.
+-- writing until the cutover); both sides are read in chunks of keys and row
+-- hashes, merged, and only the rows that differ are written.
 CREATE TABLE source.r (id int PRIMARY KEY, v text, n int);
 INSERT INTO source.r SELECT g, md5(g::text), g FROM generate_series(1, 20000) g;
 CREATE TABLE public.r (id int PRIMARY KEY, v text, n int);
@@ -39,6 +39,25 @@ SELECT public.differing('source.r', 'public.r', 'id, v, n') AS r,
        public.differing('source.rc', 'public.rc', 'grp, id, v') AS rc;
 -- Once more: nothing left to repair.
 CALL tools.repair();
+
+-- Chunks of 500 rows: dense runs of rows missing (below the copied keys,
+-- where the source fills its chunk first) and extra (above them, where the
+-- target does), and changed rows scattered across chunks.  Each chunk that
+-- differs is said at DEBUG1.
+SET tools.repair_chunk = 500;
+INSERT INTO source.r SELECT -g, 'below', -g FROM generate_series(6, 705) g;
+INSERT INTO public.r SELECT g, 'extra', g FROM generate_series(30001, 31200) g;
+UPDATE source.r SET n = n + 1 WHERE id % 4000 = 7;
+UPDATE source.rc SET v = 'again' WHERE id % 1000 = 3;
+SET jit = off;
+SET client_min_messages = debug1;
+CALL tools.repair(1);
+RESET client_min_messages;
+RESET jit;
+SELECT job_id, ok FROM tools.verify() WHERE job_id IN (1, 2) ORDER BY job_id;
+SELECT public.differing('source.r', 'public.r', 'id, v, n') AS r,
+       public.differing('source.rc', 'public.rc', 'grp, id, v') AS rc;
+RESET tools.repair_chunk;
 
 -- A serial key: rows inserted on the source after the copy hold larger
 -- values of its sequence; the repair sets the target's past them.

@@ -59,6 +59,7 @@
 
 /* tools.bulk_insert: off makes every batch an INSERT statement. */
 static bool tools_bulk_insert = true;
+int			tools_repair_chunk = 100000;
 
 void		_PG_init(void);
 
@@ -75,6 +76,11 @@ _PG_init(void)
 							 "Off, batches read postgres_fdw sources through the foreign table.",
 							 &tools_remote_copy, true, PGC_USERSET, 0,
 							 NULL, NULL, NULL);
+	DefineCustomIntVariable("tools.repair_chunk",
+							"Rows that tools.repair() compares at a time on each side.",
+							"Each chunk is one transaction; its keys and hashes are held in memory.",
+							&tools_repair_chunk, 100000, 2, 10000000,
+							PGC_USERSET, 0, NULL, NULL, NULL);
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("tools");
 #endif

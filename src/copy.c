@@ -1047,8 +1047,7 @@ copy_batch(CopyState *st)
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("batch of job %lld does not advance past key %s",
 						(long long) job->job_id,
-						DatumGetCString(DirectFunctionCall1(array_out,
-															tools_key_array(job, upper)))),
+						tools_key_string(job, upper)),
 				 errdetail("Its upper end is the position it starts from, so it would copy the same rows again and again."),
 				 errhint("Check that the key's ordering is the same on the source's server as here, and that the condition is an expression on the source's rows.")));
 

@@ -156,6 +156,7 @@ describe_column(ToolsJob *job, ToolsKeyColumn *col, const char *name)
 	col->type = getBaseType(att->atttypid);
 	col->not_null = att->attnotnull;
 	source_collation = att->attcollation;
+	col->collation = source_collation;
 	ReleaseSysCache(tuple);
 	get_typlenbyval(col->type, &col->typlen, &col->typbyval);
 
@@ -299,6 +300,13 @@ tools_key_value(const ToolsKeyColumn *col, const char *text)
 
 	tools_restore_settings(level);
 	return value;
+}
+
+/* A key's values as the text of the text[] kept in tools.job.lastkey. */
+char *
+tools_key_string(const ToolsJob *job, const Datum *values)
+{
+	return OidOutputFunctionCall(F_ARRAY_OUT, tools_key_array(job, values));
 }
 
 /* A key's values as the text[] kept in tools.job.lastkey. */

@@ -583,18 +583,35 @@ tools_range_sql(const ToolsJob *job, const char *list, bool lower, bool upper,
 }
 
 /*
- * Make one key range of the job's range in the target equal to the source:
- * the source's rows of the range (source_list, the columns in the target's
- * order, each cast to its target column's type where the two differ, which
- * keeps its name), then in one statement the
- * target's rows whose key the source lacks deleted, those whose key both
- * have updated where their text differs, and the source's rows whose key
- * the target lacks inserted.  Rows that did not change stay as they are,
- * so that no foreign key's action fires for them.  Returns the rows
- * deleted, updated and inserted.
+ * WHERE clause of the rows that a repair statement looks at, on one side:
+ * the key range (lower, upper] of the job's range, or, where keys is an
+ * SQL array of keys of a one-column key, those keys of the job's range.
+ */
+static void
+append_repair_where(StringInfo buf, const ToolsJob *job, bool lower,
+					bool upper, const char *keys, bool target)
+{
+	append_where(buf, job, keys == NULL && lower, keys == NULL && upper, target);
+	if (keys != NULL)
+		appendStringInfo(buf, " AND %s %s ANY (%s)",
+						 target ? job->keys[0].target_expr : job->keys[0].name,
+						 job->keys[0].ops[BTEqualStrategyNumber], keys);
+}
+
+/*
+ * Make a part of the job's range in the target equal to the source (a key
+ * range, or the rows of some keys, append_repair_where()): the source's
+ * rows there (source_list, the columns in the target's order, each cast to
+ * its target column's type where the two differ, which keeps its name),
+ * then in one statement the target's rows whose key the source lacks
+ * deleted, those whose key both have updated where their text differs, and
+ * the source's rows whose key the target lacks inserted.  Rows that did not
+ * change stay as they are, so that no foreign key's action fires for them.
+ * Returns the rows deleted, updated and inserted.
  */
 char *
-tools_repair_sql(const ToolsJob *job, bool lower, const char *source_list)
+tools_repair_sql(const ToolsJob *job, bool lower, bool upper,
+				 const char *source_list, const char *keys)
 {
 	StringInfoData buf;
 	StringInfoData match;
@@ -610,7 +627,7 @@ tools_repair_sql(const ToolsJob *job, bool lower, const char *source_list)
 						 i > 0 ? " AND " : "", job->keys[i].name,
 						 job->keys[i].name);
 	initStringInfo(&where);
-	append_where(&where, job, lower, true, true);
+	append_repair_where(&where, job, lower, upper, keys, true);
 	initStringInfo(&scols);
 	initStringInfo(&tcols);
 	for (i = 0; i < job->ncolumns; i++)
@@ -623,7 +640,7 @@ tools_repair_sql(const ToolsJob *job, bool lower, const char *source_list)
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "WITH s AS MATERIALIZED (SELECT %s FROM %s",
 					 source_list, job->source_name);
-	append_where(&buf, job, lower, true, false);
+	append_repair_where(&buf, job, lower, upper, keys, false);
 	appendStringInfo(&buf, "), d AS (DELETE FROM %s AS t%s AND NOT EXISTS"
 					 " (SELECT FROM s WHERE %s) RETURNING 1)",
 					 job->target_name, where.data, match.data);
@@ -640,34 +657,6 @@ tools_repair_sql(const ToolsJob *job, bool lower, const char *source_list)
 	appendStringInfoString(&buf, " SELECT (SELECT pg_catalog.count(*) FROM d),"
 						   " (SELECT pg_catalog.count(*) FROM u),"
 						   " (SELECT pg_catalog.count(*) FROM i)");
-	return buf.data;
-}
-
-/*
- * The key at rank n (from 0, in the key's order or its reverse) of a key
- * range of the job's range, in the source or the target: where a range that
- * differs is split, and where the job's range ends.
- */
-char *
-tools_rank_sql(const ToolsJob *job, bool lower, bool upper, bool target,
-			   bool desc, int64 n)
-{
-	StringInfoData buf;
-	int			i;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "SELECT ");
-	for (i = 0; i < job->nkeys; i++)
-		appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "",
-						 target ? job->keys[i].target_expr : job->keys[i].name);
-	appendStringInfo(&buf, " FROM %s", target ? job->target_name : job->source_name);
-	append_where(&buf, job, lower, upper, target);
-	appendStringInfoString(&buf, " ORDER BY ");
-	for (i = 0; i < job->nkeys; i++)
-		appendStringInfo(&buf, "%s%s%s", i > 0 ? ", " : "",
-						 target ? job->keys[i].target_expr : job->keys[i].name,
-						 desc ? " DESC" : "");
-	appendStringInfo(&buf, " OFFSET " INT64_FORMAT " LIMIT 1", n);
 	return buf.data;
 }
 

@@ -967,6 +967,18 @@ tools_remote_prefetched(ToolsJob *job, Datum *upper)
 	return found;
 }
 
+/* The place of a source column among the remote SQL's, from 0; -1: none. */
+static int
+remote_position(List *attnums, AttrNumber attnum)
+{
+	ListCell   *lc;
+
+	foreach(lc, attnums)
+		if (lfirst_int(lc) == attnum)
+			return foreach_current_index(lc);
+	return -1;
+}
+
 /*
  * Have the source's server count and hash a key range of a postgres_fdw
  * source, so that neither side ships rows: plan is the range's SELECT of
@@ -978,7 +990,9 @@ tools_remote_prefetched(ToolsJob *job, Datum *upper)
  * server's hash_record_extended() gives this one's value, portable_hash
  * otherwise; *row_hash says which, for the target's side.  Sent without waiting: the caller
  * hashes the target meanwhile, then takes the answer with
- * tools_remote_hash_result().  False, having sent nothing, where the plan
+ * tools_remote_hash_result().  Keyed, the remote server returns each row's
+ * key and hash instead, in the plan's order, taken with
+ * tools_remote_keyed_result().  False, having sent nothing, where the plan
  * is more than one foreign scan, a column's type is not built in (its
  * name may mean another type there), or the role may not connect; the
  * caller then hashes the source's rows here.
@@ -990,8 +1004,9 @@ tools_remote_prefetched(ToolsJob *job, Datum *upper)
  */
 bool
 tools_remote_hash_send(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
-					   const char *fast_hash, const char *portable_hash,
-					   const char **row_hash, MemoryContext cxt)
+					   bool keyed, const char *fast_hash,
+					   const char *portable_hash, const char **row_hash,
+					   MemoryContext cxt)
 {
 	ToolsRemote *r = job->remote;
 	const char *why;
@@ -1021,7 +1036,10 @@ tools_remote_hash_send(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 		return false;
 	sql = remote_sql(r, plan, params, &attnums, &why);
 	if (sql != NULL && list_length(attnums) != job->ncolumns)
+	{
 		why = "the remote SQL does not return the copied columns";
+		sql = NULL;
+	}
 	initStringInfo(&list);
 	for (i = 0; sql != NULL && i < job->ncolumns; i++)
 	{
@@ -1031,13 +1049,10 @@ tools_remote_hash_send(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 		Oid			type;
 		int32		typmod;
 		Oid			collation;
-		int			k = -1;
-		ListCell   *lc;
+		int			k;
 
 		/* Its place in the remote SQL's columns, which are in its own order. */
-		foreach(lc, attnums)
-			if (lfirst_int(lc) == source_attnum)
-				k = foreach_current_index(lc);
+		k = remote_position(attnums, source_attnum);
 		get_atttypetypmodcoll(job->target, attnum, &type, &typmod, &collation);
 		if (k < 0 || type >= FirstGenbkiObjectId)
 		{
@@ -1086,14 +1101,94 @@ tools_remote_hash_send(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 	}
 	*row_hash = r->same_hash ? fast_hash : portable_hash;
 	initStringInfo(&hash);
-	appendStringInfo(&hash, "SELECT pg_catalog.count(*), pg_catalog.sum(");
-	appendStringInfo(&hash, *row_hash, list.data);
-	appendStringInfo(&hash, ") FROM (%s) AS s(", sql);
+	if (keyed)
+	{
+		appendStringInfoString(&hash, "SELECT ");
+		for (i = 0; i < job->nkeys; i++)
+		{
+			AttrNumber	attnum = get_attnum(job->source, job->keys[i].attname);
+
+			appendStringInfo(&hash, "s.c%d, ",
+							 remote_position(attnums, attnum) + 1);
+		}
+		appendStringInfo(&hash, *row_hash, list.data);
+	}
+	else
+	{
+		appendStringInfo(&hash, "SELECT pg_catalog.count(*), pg_catalog.sum(");
+		appendStringInfo(&hash, *row_hash, list.data);
+		appendStringInfoChar(&hash, ')');
+	}
+	appendStringInfo(&hash, " FROM (%s) AS s(", sql);
 	for (i = 0; i < job->ncolumns; i++)
 		appendStringInfo(&hash, "%sc%d", i > 0 ? ", " : "", i + 1);
 	appendStringInfoChar(&hash, ')');
+	if (keyed)
+	{
+		appendStringInfoString(&hash, " ORDER BY ");
+		for (i = 0; i < job->nkeys; i++)
+			appendStringInfo(&hash, "%s%d", i > 0 ? ", " : "", i + 1);
+	}
 	send_command(&r->copy, hash.data);
 	return true;
+}
+
+/*
+ * Take in what the remote server has sent of the answer so far, without
+ * waiting, so that it does not wait for this server to read.
+ */
+void
+tools_remote_consume(ToolsJob *job)
+{
+	RemoteConn *c = &job->remote->copy;
+
+	if (!PQconsumeInput(c->conn))
+		remote_error(c, NULL);
+}
+
+/*
+ * The answer to a keyed tools_remote_hash_send(): at most max rows, each
+ * its key's columns (job->nkeys of them, in keys) and its hash (in hashes),
+ * in the key's order.  Returns the rows.  The caller has fixed the styles
+ * of text (tools_fix_style()), as for the statement.
+ */
+int64
+tools_remote_keyed_result(ToolsJob *job, Datum *keys, int64 *hashes, int64 max)
+{
+	RemoteConn *c = &job->remote->copy;
+	PGresult   *res = last_result(c, PGRES_TUPLES_OK);
+	int64		n = PQntuples(res);
+	FmgrInfo   *input = palloc(sizeof(FmgrInfo) * job->nkeys);
+	int64		row;
+	int			i;
+
+	if (PQnfields(res) != job->nkeys + 1 || n > max)
+	{
+		PQclear(res);
+		elog(ERROR, "unexpected result of the hash statement on server \"%s\"",
+			 c->server_name);
+	}
+	for (i = 0; i < job->nkeys; i++)
+		fmgr_info(job->keys[i].input, &input[i]);
+	PG_TRY();
+	{
+		for (row = 0; row < n; row++)
+		{
+			for (i = 0; i < job->nkeys; i++)
+				keys[row * job->nkeys + i] =
+					InputFunctionCall(&input[i], PQgetvalue(res, row, i),
+									  job->keys[i].ioparam, -1);
+			hashes[row] = PQgetisnull(res, row, job->nkeys) ? 0 :
+				strtoi64(PQgetvalue(res, row, job->nkeys), NULL, 10);
+		}
+	}
+	PG_FINALLY();
+	{
+		PQclear(res);
+	}
+	PG_END_TRY();
+	c->sql = NULL;
+	return n;
 }
 
 /*
@@ -1207,10 +1302,24 @@ tools_remote_prefetched(ToolsJob *job, Datum *upper)
 
 bool
 tools_remote_hash_send(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
-					   const char *fast_hash, const char *portable_hash,
-					   const char **row_hash, MemoryContext cxt)
+					   bool keyed, const char *fast_hash,
+					   const char *portable_hash, const char **row_hash,
+					   MemoryContext cxt)
 {
 	return false;
+}
+
+/* Never called: nothing is sent. */
+void
+tools_remote_consume(ToolsJob *job)
+{
+}
+
+/* Never called: nothing is sent. */
+int64
+tools_remote_keyed_result(ToolsJob *job, Datum *keys, int64 *hashes, int64 max)
+{
+	return 0;
 }
 
 /* Never called: nothing is sent. */

@@ -72,6 +72,7 @@ typedef struct ToolsKeyColumn
 								 * collation, for the target's side */
 	char	   *attname;		/* as the catalogs spell it */
 	Oid			type;			/* base type */
+	Oid			collation;		/* the source column's */
 	int16		typlen;
 	bool		typbyval;
 	bool		not_null;		/* the source declares it NOT NULL */
@@ -192,6 +193,7 @@ extern bool tools_restore_index(const ToolsJob *job);
 extern void tools_describe_key(ToolsJob *job);
 extern char *tools_key_text(const ToolsKeyColumn *col, Datum value);
 extern Datum tools_key_value(const ToolsKeyColumn *col, const char *text);
+extern char *tools_key_string(const ToolsJob *job, const Datum *values);
 extern Datum tools_key_array(const ToolsJob *job, const Datum *values);
 extern void tools_key_from_array(const ToolsJob *job, Datum array,
 								 Datum *values);
@@ -209,6 +211,7 @@ extern int	tools_lock_holder(int64 id, int space);
 
 /* remote.c */
 extern bool tools_remote_copy;
+extern int	tools_repair_chunk;
 extern void tools_remote_describe(ToolsJob *job);
 extern bool tools_remote_batch(ToolsJob *job, SPIPlanPtr plan,
 							   ParamListInfo params, uint64 *rows);
@@ -216,10 +219,14 @@ extern bool tools_remote_prefetch(ToolsJob *job, SPIPlanPtr plan,
 								  ParamListInfo params);
 extern bool tools_remote_prefetched(ToolsJob *job, Datum *upper);
 extern bool tools_remote_hash_send(ToolsJob *job, SPIPlanPtr plan,
-								   ParamListInfo params, const char *fast_hash,
+								   ParamListInfo params, bool keyed,
+								   const char *fast_hash,
 								   const char *portable_hash,
 								   const char **row_hash, MemoryContext cxt);
 extern void tools_remote_hash_result(ToolsJob *job, char **values);
+extern void tools_remote_consume(ToolsJob *job);
+extern int64 tools_remote_keyed_result(ToolsJob *job, Datum *keys, int64 *hashes,
+									   int64 max);
 extern void tools_remote_close(ToolsJob *job);
 extern bool tools_remote_reads_target(ToolsJob *job);
 extern bool tools_fdw_points_here(const ToolsJob *job);
@@ -255,10 +262,8 @@ extern ParamListInfo tools_params(const ToolsJob *job, Datum part_lower,
 								  Datum part_upper);
 extern char *tools_range_sql(const ToolsJob *job, const char *list,
 							 bool lower, bool upper, bool target);
-extern char *tools_repair_sql(const ToolsJob *job, bool lower,
-							  const char *source_list);
-extern char *tools_rank_sql(const ToolsJob *job, bool lower, bool upper,
-							bool target, bool desc, int64 n);
+extern char *tools_repair_sql(const ToolsJob *job, bool lower, bool upper,
+							  const char *source_list, const char *keys);
 extern char *tools_bound_sql(const ToolsJob *job, bool lower, bool last);
 extern char *tools_span_sql(const ToolsJob *job, bool lower);
 extern bool tools_condition_has_modulo(const ToolsJob *job);

@@ -32,7 +32,9 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/plannodes.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -164,7 +166,7 @@ job_total(ToolsJob *job, bool exact)
 
 	/* A cursor gets the plan for these parameters; it is never read. */
 	plan = prepare_range(job, tools_range_sql(job, "1", false, false, false));
-	portal = SPI_cursor_open_with_paramlist(NULL, plan, params, true);
+	portal = SPI_cursor_open_with_paramlist(NULL, plan, params, false);
 	rows = linitial_node(PlannedStmt, portal->stmts)->planTree->plan_rows;
 	SPI_cursor_close(portal);
 	SPI_freeplan(plan);
@@ -367,8 +369,8 @@ compare_range(ToolsJob *job, ParamListInfo params, bool lower, bool upper,
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	SPI_keepplan(plan);			/* postgres_fdw's plan is looked at in it */
-	remote = tools_remote_hash_send(job, plan, params, row_hash, ROW_MD5_SQL,
-									&row_hash, cxt);
+	remote = tools_remote_hash_send(job, plan, params, false, row_hash,
+									ROW_MD5_SQL, &row_hash, cxt);
 	SPI_freeplan(plan);
 	compare_side(job, params, lower, upper, row_hash, job->columns, true, target);
 	if (remote)
@@ -461,212 +463,339 @@ tools_verify(PG_FUNCTION_ARGS)
  * tools.repair(): a run's targets made equal to their sources again, where
  * rows changed on the source since the copy (the cutover).
  *
- * Each completed job's range is compared by count and hash, as verify()
- * does, and a range that differs is split at the median key of the side
- * with more rows, until its pieces hold at most REPAIR_LEAF_ROWS rows on
- * either side; only those leaves are compared row by row and repaired,
- * each in one statement and a transaction of its own: the target's rows
- * whose key the source lacks are deleted, the changed ones updated, the
- * missing ones inserted, and the rows that did not change are left alone,
- * so that no foreign key's action (ON DELETE CASCADE, for one) fires for
- * them.  A kill at any point leaves each leaf as it was or equal to its
- * source, and a new call ends exact.  Ranges are compared
- * one per transaction too, each holding nothing across the commits but the
- * keys of the ranges still to look at.
+ * Each completed job's range is read in chunks, on both sides at once: the
+ * next tools.repair_chunk rows after the chunk before, in the key's order,
+ * each row as its key and the hash that verify() sums (over postgres_fdw,
+ * the remote server reads and hashes its side, tools_remote_hash_send(),
+ * while this one hashes the target's).  A merge of the two finds the keys
+ * that differ: missing from the target, extra in it, or of another hash.
+ * One statement repairs them, in the chunk's transaction: the target's rows
+ * of those keys that the source lacks are deleted, the changed ones
+ * updated, the missing ones inserted (tools_repair_sql()), and the rows
+ * that did not change are left alone, so that no foreign key's action (ON
+ * DELETE CASCADE, for one) fires for them.  So every row is read once on
+ * each side, and only the rows that differ are written.
+ *
+ * A kill at any point leaves each chunk as it was or equal to its source,
+ * and a new call, which compares again, ends exact.  Memory holds one
+ * chunk's keys and hashes, whatever the size of the table.
  *
  * A job that is not completed is left to tools.start(), which copies its
  * rest; its session lock keeps a call of it out while the job is repaired.
  */
-#define REPAIR_LEAF_ROWS 1000
+#define REPAIR_FETCH_ROWS 5000
 
-/* A key range to compare: (lower, upper], lower NULL for no lower end. */
-typedef struct RepairRange
+/* One side of a chunk: its rows' keys and hashes, in the key's order. */
+typedef struct ChunkSide
 {
-	Datum	   *lower;
-	Datum	   *upper;
-} RepairRange;
+	int64		n;
+	Datum	   *keys;			/* nkeys for each row */
+	int64	   *hashes;
+} ChunkSide;
 
 /* What a job's repair found and did. */
 typedef struct RepairState
 {
 	ToolsJob	job;
 	MemoryContext cxt;			/* lives for the call */
-	List	   *todo;			/* RepairRange, in cxt */
-	int64		leaves;			/* key ranges that differed */
+	MemoryContext chunk_cxt;	/* a chunk's rows */
+	FmgrInfo   *cmp;			/* each key column's btree comparison */
+	Datum	   *position;		/* where the last chunk ended, in cxt; NULL
+								 * before the first */
+	bool		done;			/* the last chunk was open above */
+	int			chunk;			/* rows of a side's chunk, at most */
+	ChunkSide	source;			/* the chunk's rows, in arrays of */
+	ChunkSide	target;			/* chunk rows, in cxt */
+	Datum	   *differ;			/* the keys that differ, in one of */
+	int64		chunks;			/* chunks that differed */
 	int64		extra;			/* rows deleted: the source lacks their key */
 	int64		changed;		/* rows updated */
 	int64		missing;		/* rows inserted */
 } RepairState;
 
-/* The parameters of a range's statements: its ends and the job's part. */
-static ParamListInfo
-repair_params(const ToolsJob *job, const RepairRange *r)
+#define SIDE_KEY(job, side, row) (&(side)->keys[(row) * (job)->nkeys])
+
+/* Two keys of the job in the key's order, as its columns' collations say. */
+static int
+compare_keys(RepairState *rs, const Datum *a, const Datum *b)
 {
+	int			i;
+
+	for (i = 0; i < rs->job.nkeys; i++)
+	{
+		int32		c = DatumGetInt32(FunctionCall2Coll(&rs->cmp[i],
+														rs->job.keys[i].collation,
+														a[i], b[i]));
+
+		if (c != 0)
+			return c;
+	}
+	return 0;
+}
+
+/*
+ * The parameters of a chunk's statements: where the last chunk ended, the
+ * chunk's upper end (NULL: none), and the job's part.
+ */
+static ParamListInfo
+chunk_params(RepairState *rs, const Datum *upper)
+{
+	ToolsJob   *job = &rs->job;
 	ParamListInfo params = range_params(job);
 	int			i;
 
 	for (i = 0; i < job->nkeys; i++)
 	{
-		if (r->lower != NULL)
+		if (rs->position != NULL)
 		{
-			params->params[PARAM_LAST(job, i)].value = r->lower[i];
+			params->params[PARAM_LAST(job, i)].value = rs->position[i];
 			params->params[PARAM_LAST(job, i)].isnull = false;
 		}
-		params->params[PARAM_UPPER(job, i)].value = r->upper[i];
-		params->params[PARAM_UPPER(job, i)].isnull = false;
+		if (upper != NULL)
+		{
+			params->params[PARAM_UPPER(job, i)].value = upper[i];
+			params->params[PARAM_UPPER(job, i)].isnull = false;
+		}
 	}
 	return params;
 }
 
-/*
- * The key at rank n of a side of the job's range, or of range r of it, in
- * the key's order or its reverse, into key (in cxt); false where the side
- * has no such row.
- */
-static bool
-rank_key(RepairState *rs, const RepairRange *r, bool target, bool desc,
-		 int64 n, Datum **key)
+/* A select list of a side's rows, the next chunk of them in the key's order. */
+static char *
+chunk_sql(RepairState *rs, const char *list, bool target)
 {
 	ToolsJob   *job = &rs->job;
-	ParamListInfo params = r != NULL ? repair_params(job, r) : range_params(job);
-	SPIPlanPtr	plan = prepare_range(job, tools_rank_sql(job, r != NULL && r->lower != NULL,
-														 r != NULL, target, desc, n));
-	bool		found;
+	StringInfoData buf;
 	int			i;
 
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, tools_range_sql(job, list, rs->position != NULL,
+												 false, target));
+	appendStringInfoString(&buf, " ORDER BY ");
+	for (i = 0; i < job->nkeys; i++)
+		appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "",
+						 target ? job->keys[i].target_expr : job->keys[i].name);
+	appendStringInfo(&buf, " LIMIT %d", rs->chunk);
+	return buf.data;
+}
+
+/*
+ * Read a side's chunk here: each row's key and hash.  Between fetches, a
+ * remote server's rows of the other side are taken in, so that it goes on
+ * hashing (drain).
+ */
+static void
+read_side(RepairState *rs, ParamListInfo params, bool target,
+		  const char *row_hash, bool drain, ChunkSide *side)
+{
+	ToolsJob   *job = &rs->job;
+	StringInfoData list;
+	SPIPlanPtr	plan;
+	Portal		portal;
+	MemoryContext oldcxt;
+	uint64		row;
+	int			i;
+
+	initStringInfo(&list);
+	for (i = 0; i < job->nkeys; i++)
+		appendStringInfo(&list, "%s, ",
+						 target ? job->keys[i].target_expr : job->keys[i].name);
+	appendStringInfo(&list, row_hash, target ? job->columns : source_columns(job));
+	plan = prepare_range(job, chunk_sql(rs, list.data, target));
+	side->n = 0;
 	reading_target = target;
-	found = tools_execute_plan(plan, params, true, SPI_OK_SELECT) > 0;
+	portal = SPI_cursor_open_with_paramlist(NULL, plan, params, false);
+	do
+	{
+		SPI_cursor_fetch(portal, true, REPAIR_FETCH_ROWS);
+		if (side->n + SPI_processed > rs->chunk)
+			elog(ERROR, "a chunk of tools job %lld holds more than %d rows",
+				 (long long) job->job_id, rs->chunk);
+		oldcxt = MemoryContextSwitchTo(rs->chunk_cxt);
+		for (row = 0; row < SPI_processed; row++)
+		{
+			HeapTuple	tuple = SPI_tuptable->vals[row];
+			bool		isnull;
+
+			for (i = 0; i < job->nkeys; i++)
+				SIDE_KEY(job, side, side->n)[i] =
+					datumCopy(SPI_getbinval(tuple, SPI_tuptable->tupdesc, i + 1, &isnull),
+							  job->keys[i].typbyval, job->keys[i].typlen);
+			side->hashes[side->n] = DatumGetInt64(SPI_getbinval(tuple, SPI_tuptable->tupdesc,
+																job->nkeys + 1, &isnull));
+			if (isnull)
+				side->hashes[side->n] = 0;
+			side->n++;
+		}
+		MemoryContextSwitchTo(oldcxt);
+		SPI_freetuptable(SPI_tuptable);
+		if (drain)
+			tools_remote_consume(job);
+	} while (SPI_processed == REPAIR_FETCH_ROWS);
+	SPI_cursor_close(portal);
 	reading_target = false;
-	if (found)
+	SPI_freeplan(plan);
+}
+
+/*
+ * Both sides' next chunk: the source's rows hashed by its server where it
+ * can, while the target's are read here.
+ */
+static void
+read_chunk(RepairState *rs, ChunkSide *source, ChunkSide *target)
+{
+	ToolsJob   *job = &rs->job;
+	ParamListInfo params = chunk_params(rs, NULL);
+	const char *row_hash = job_row_hash(job);
+	SPIPlanPtr	plan;
+	bool		remote;
+
+	plan = SPI_prepare_cursor(chunk_sql(rs, job->columns, false),
+							  NUM_PARAMS(job), tools_param_types(job),
+							  CURSOR_OPT_CUSTOM_PLAN);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);			/* postgres_fdw's plan is looked at in it */
+	remote = tools_remote_hash_send(job, plan, params, true, row_hash,
+									ROW_MD5_SQL, &row_hash, rs->cxt);
+	SPI_freeplan(plan);
+	read_side(rs, params, true, row_hash, remote, target);
+	if (remote)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(rs->chunk_cxt);
+
+		source->n = tools_remote_keyed_result(job, source->keys, source->hashes,
+											  rs->chunk);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	else
+		read_side(rs, params, false, row_hash, false, source);
+}
+
+/*
+ * The keys as an SQL array of the key's type, for a key of one column
+ * whose type has one; NULL otherwise.
+ */
+static char *
+keys_array_sql(RepairState *rs, Datum *keys, int64 n)
+{
+	ToolsKeyColumn *key = &rs->job.keys[0];
+	Oid			array_type = get_array_type(key->type);
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	ArrayType  *array;
+
+	if (rs->job.nkeys != 1 || !OidIsValid(array_type))
+		return NULL;
+	get_typlenbyvalalign(key->type, &typlen, &typbyval, &typalign);
+	array = construct_array(keys, (int) n, key->type, typlen, typbyval, typalign);
+	return psprintf("%s::%s",
+					quote_literal_cstr(OidOutputFunctionCall(F_ARRAY_OUT,
+															 PointerGetDatum(array))),
+					format_type_extended(array_type, -1, FORMAT_TYPE_FORCE_QUALIFY));
+}
+
+/*
+ * Compare the next chunk of the job's range, and repair the keys that
+ * differ.  The chunk ends where the first side to fill its rows
+ * rows ends: the other side's rows beyond belong to the next chunk.
+ */
+static void
+repair_chunk(RepairState *rs)
+{
+	ToolsJob   *job = &rs->job;
+	ChunkSide  *source = &rs->source;
+	ChunkSide  *target = &rs->target;
+	Datum	   *upper = NULL;
+	int64		ndiffer = 0;
+	int64		i = 0;
+	int64		j = 0;
+	char	   *array = NULL;
+	SPIPlanPtr	plan;
+	bool		isnull;
+	int64		extra;
+	int64		changed;
+	int64		missing;
+	int			k;
+
+	read_chunk(rs, source, target);
+	if (source->n == rs->chunk)
+		upper = SIDE_KEY(job, source, source->n - 1);
+	if (target->n == rs->chunk &&
+		(upper == NULL ||
+		 compare_keys(rs, SIDE_KEY(job, target, target->n - 1), upper) < 0))
+		upper = SIDE_KEY(job, target, target->n - 1);
+
+	for (;;)
+	{
+		Datum	   *s = i < source->n ? SIDE_KEY(job, source, i) : NULL;
+		Datum	   *t = j < target->n ? SIDE_KEY(job, target, j) : NULL;
+		Datum	   *key;
+		int			c;
+
+		if (s != NULL && upper != NULL && compare_keys(rs, s, upper) > 0)
+			s = NULL;
+		if (t != NULL && upper != NULL && compare_keys(rs, t, upper) > 0)
+			t = NULL;
+		if (s == NULL && t == NULL)
+			break;
+		c = s == NULL ? 1 : t == NULL ? -1 : compare_keys(rs, s, t);
+		key = c > 0 ? t : s;
+		if (c < 0)
+			i++;
+		else if (c > 0)
+			j++;
+		else if (source->hashes[i++] == target->hashes[j++])
+			continue;
+		for (k = 0; k < job->nkeys; k++)
+			rs->differ[ndiffer * job->nkeys + k] = key[k];
+		ndiffer++;
+	}
+
+	if (ndiffer > 0)
+	{
+		/*
+		 * The keys that differ, or, where they are many or the key has
+		 * several columns, the chunk's whole range.
+		 */
+		if (ndiffer <= rs->chunk / 4)
+			array = keys_array_sql(rs, rs->differ, ndiffer);
+		plan = prepare_range(job, tools_repair_sql(job, rs->position != NULL && array == NULL,
+												   upper != NULL && array == NULL,
+												   source_columns(job), array));
+		tools_execute_plan(plan, chunk_params(rs, upper), false, SPI_OK_SELECT);
+		extra = DatumGetInt64(tools_result_value(1, &isnull));
+		changed = DatumGetInt64(tools_result_value(2, &isnull));
+		missing = DatumGetInt64(tools_result_value(3, &isnull));
+		SPI_freeplan(plan);
+		ereport(DEBUG1,
+				(errmsg("tools job %lld: keys %s %s up to %s: %lld rows missing, %lld extra and %lld changed, repaired",
+						(long long) job->job_id,
+						rs->position == NULL ? "from" : "above",
+						rs->position == NULL ? "the first" :
+						tools_key_string(job, rs->position),
+						upper == NULL ? "the last" :
+						tools_key_string(job, upper),
+						(long long) missing, (long long) extra,
+						(long long) changed)));
+		rs->extra += extra;
+		rs->changed += changed;
+		rs->missing += missing;
+		rs->chunks++;
+	}
+
+	rs->done = upper == NULL;
+	if (upper != NULL)
 	{
 		MemoryContext oldcxt = MemoryContextSwitchTo(rs->cxt);
 
-		*key = palloc(sizeof(Datum) * job->nkeys);
-		for (i = 0; i < job->nkeys; i++)
-		{
-			bool		isnull;
-
-			(*key)[i] = datumCopy(tools_result_value(i + 1, &isnull),
-								  job->keys[i].typbyval, job->keys[i].typlen);
-		}
+		rs->position = palloc(sizeof(Datum) * job->nkeys);
+		for (k = 0; k < job->nkeys; k++)
+			rs->position[k] = datumCopy(upper[k], job->keys[k].typbyval,
+										job->keys[k].typlen);
 		MemoryContextSwitchTo(oldcxt);
 	}
-	SPI_freeplan(plan);
-	return found;
-}
-
-/* Whether two keys of the job are the same, as their text says. */
-static bool
-same_key(const ToolsJob *job, const Datum *a, const Datum *b)
-{
-	int			i;
-
-	for (i = 0; i < job->nkeys; i++)
-		if (strcmp(tools_key_text(&job->keys[i], a[i]),
-				   tools_key_text(&job->keys[i], b[i])) != 0)
-			return false;
-	return true;
-}
-
-/* Put a range to compare first, in the call's memory. */
-static void
-push_range(RepairState *rs, Datum *lower, Datum *upper)
-{
-	MemoryContext oldcxt = MemoryContextSwitchTo(rs->cxt);
-	RepairRange *r = palloc(sizeof(RepairRange));
-
-	r->lower = lower;
-	r->upper = upper;
-	rs->todo = lcons(r, rs->todo);
-	MemoryContextSwitchTo(oldcxt);
-}
-
-/*
- * The job's whole range, up to its largest key on either side; nothing
- * when both sides are empty.
- */
-static void
-first_range(RepairState *rs)
-{
-	Datum	   *source_max = NULL;
-	Datum	   *target_max = NULL;
-	bool		source_has = rank_key(rs, NULL, false, true, 0, &source_max);
-	bool		target_has = rank_key(rs, NULL, true, true, 0, &target_max);
-	Datum	   *upper = source_has ? source_max : target_max;
-	Datum	   *above;
-
-	if (!source_has && !target_has)
-		return;
-	if (source_has && target_has)
-	{
-		/*
-		 * The target's largest key where the target has a row above the
-		 * source's largest, in the key's order: (source_max, target_max].
-		 */
-		RepairRange r = {source_max, target_max};
-
-		if (rank_key(rs, &r, true, false, 0, &above))
-			upper = target_max;
-	}
-	push_range(rs, NULL, upper);
-}
-
-/*
- * Make a leaf of the target equal to the source, row by row: the rows whose
- * key the source lacks deleted, the changed ones updated, the missing ones
- * inserted (tools_repair_sql()).
- */
-static void
-repair_leaf(RepairState *rs, RepairRange *r)
-{
-	ToolsJob   *job = &rs->job;
-	ParamListInfo params = repair_params(job, r);
-	SPIPlanPtr	plan;
-	bool		isnull;
-
-	/* The source's columns as verify compares them, named as the target's. */
-	plan = prepare_range(job, tools_repair_sql(job, r->lower != NULL,
-											   source_columns(job)));
-	tools_execute_plan(plan, params, false, SPI_OK_SELECT);
-	rs->extra += DatumGetInt64(tools_result_value(1, &isnull));
-	rs->changed += DatumGetInt64(tools_result_value(2, &isnull));
-	rs->missing += DatumGetInt64(tools_result_value(3, &isnull));
-	rs->leaves++;
-	SPI_freeplan(plan);
-}
-
-/* Compare the next range; repair it or split it where it differs. */
-static void
-repair_step(RepairState *rs)
-{
-	ToolsJob   *job = &rs->job;
-	RepairRange *r = linitial(rs->todo);
-	ParamListInfo params = repair_params(job, r);
-	char	   *source[2];
-	char	   *target[2];
-	int64		source_rows;
-	int64		target_rows;
-	Datum	   *mid;
-	bool		from_target;
-
-	rs->todo = list_delete_first(rs->todo);
-	compare_range(job, params, r->lower != NULL, true, source, target, rs->cxt);
-	if (strcmp(source[0], target[0]) == 0 && strcmp(source[1], target[1]) == 0)
-		return;
-	source_rows = DatumGetInt64(DirectFunctionCall1(int8in, CStringGetDatum(source[0])));
-	target_rows = DatumGetInt64(DirectFunctionCall1(int8in, CStringGetDatum(target[0])));
-	from_target = target_rows > source_rows;
-	if (Max(source_rows, target_rows) <= REPAIR_LEAF_ROWS ||
-		!rank_key(rs, r, from_target, false,
-				  Max(source_rows, target_rows) / 2 - 1, &mid) ||
-		same_key(job, mid, r->upper))
-	{
-		repair_leaf(rs, r);
-		return;
-	}
-	/* The lower half first, so that leaves are repaired in key order. */
-	push_range(rs, mid, r->upper);
-	push_range(rs, r->lower, mid);
 }
 
 /* Compare, and repair where it differs, one completed job's range. */
@@ -675,38 +804,48 @@ repair_job(RepairState *rs)
 {
 	ToolsJob   *job = &rs->job;
 	int			level;
+	int			k;
 
-	tools_connect_nonatomic();
-	level = tools_fix_style();
-	first_range(rs);
-	tools_restore_settings(level);
-	tools_commit_and_finish();
-	while (rs->todo != NIL)
+	rs->cmp = MemoryContextAlloc(rs->cxt, sizeof(FmgrInfo) * job->nkeys);
+	for (k = 0; k < job->nkeys; k++)
+		fmgr_info_cxt(lookup_type_cache(job->keys[k].type,
+										TYPECACHE_CMP_PROC)->cmp_proc,
+					  &rs->cmp[k], rs->cxt);
+	rs->chunk_cxt = AllocSetContextCreate(rs->cxt, "tools repair chunk",
+										  ALLOCSET_DEFAULT_SIZES);
+	rs->chunk = tools_repair_chunk;
+	rs->source.keys = MemoryContextAlloc(rs->cxt, sizeof(Datum) * job->nkeys * rs->chunk);
+	rs->source.hashes = MemoryContextAlloc(rs->cxt, sizeof(int64) * rs->chunk);
+	rs->target.keys = MemoryContextAlloc(rs->cxt, sizeof(Datum) * job->nkeys * rs->chunk);
+	rs->target.hashes = MemoryContextAlloc(rs->cxt, sizeof(int64) * rs->chunk);
+	rs->differ = MemoryContextAlloc(rs->cxt, sizeof(Datum) * job->nkeys * 2 * rs->chunk);
+	while (!rs->done)
 	{
 		CHECK_FOR_INTERRUPTS();
 		tools_connect_nonatomic();
 		level = tools_fix_style();
-		repair_step(rs);
+		repair_chunk(rs);
 		tools_restore_settings(level);
 		tools_commit_and_finish();
+		MemoryContextReset(rs->chunk_cxt);
 	}
 	/* Rows inserted or updated may hold larger values of its sequences. */
-	if (rs->leaves > 0 && job->sequences)
+	if (rs->chunks > 0 && job->sequences)
 	{
 		tools_connect_nonatomic();
 		if (tools_has_sequences(job))
 			tools_set_sequences(job);
 		tools_commit_and_finish();
 	}
-	if (rs->leaves == 0)
+	if (rs->chunks == 0)
 		ereport(NOTICE,
 				(errmsg("tools job %lld: %s equals %s in the job's range",
 						(long long) job->job_id, job->target_name, job->source_name)));
 	else
 		ereport(NOTICE,
-				(errmsg("tools job %lld: %lld key ranges of %s differed from %s: %lld rows missing, %lld extra and %lld changed, now as in the source",
-						(long long) job->job_id, (long long) rs->leaves,
-						job->target_name, job->source_name,
+				(errmsg("tools job %lld: %s differed from %s in %lld key ranges of up to %d rows: %lld rows missing, %lld extra and %lld changed, now as in the source",
+						(long long) job->job_id, job->target_name,
+						job->source_name, (long long) rs->chunks, rs->chunk,
 						(long long) rs->missing, (long long) rs->extra,
 						(long long) rs->changed)));
 }

@@ -79,15 +79,17 @@ else
 		'before PostgreSQL 14, this server hashes the source\'s rows');
 }
 
-# Each key that stops the repair is in a leaf that differs; every leaf
+# Each key that stops the repair is in a chunk that differs; every chunk
 # must be, after the stop, as before (all of its old rows) or repaired.
+# Chunks of 3,000 rows: the remote server hashes seven of them.
 my @stops = ([ 7000, 'terminate' ], [ 14005, 'immediate' ], [ 20500, 'terminate' ]);
 foreach my $stop (@stops)
 {
 	my ($at, $how) = @$stop;
 	my ($rc, $out, $err);
 	{
-		local $ENV{PGOPTIONS} = "-c tools_test.stop_at=$at -c tools_test.how=$how";
+		local $ENV{PGOPTIONS} =
+		  "-c tools_test.stop_at=$at -c tools_test.how=$how -c tools.repair_chunk=3000";
 		if ($how eq 'terminate')
 		{
 			($rc, $out, $err) = $node->psql('postgres', 'CALL tools.repair()');
@@ -122,7 +124,11 @@ foreach my $stop (@stops)
 }
 
 $node->safe_psql('postgres', 'DROP TRIGGER stop_at ON public.items');
-my ($rc, $out, $err) = $node->psql('postgres', 'CALL tools.repair()');
+my ($rc, $out, $err);
+{
+	local $ENV{PGOPTIONS} = '-c tools.repair_chunk=3000';
+	($rc, $out, $err) = $node->psql('postgres', 'CALL tools.repair()');
+}
 is($rc, 0, 'a new call completes');
 is($node->safe_psql('postgres', $differing), '0', 'the target equals the source');
 is($node->safe_psql('postgres', 'SELECT bool_and(ok) FROM tools.verify()'), 't', 'verify agrees');
