@@ -646,48 +646,39 @@ check_null_keys(CopyState *st)
 static void
 check_target_owner(CopyState *st)
 {
-	Oid			types[3] = {INT8OID, OIDOID, INT4OID};
-	Datum		values[3];
-	TupleDesc	desc;
-	HeapTuple	row;
+	Oid			types[2] = {INT8OID, OIDOID};
+	Datum		values[2];
 	bool		isnull;
 	int64		other_job;
 	int64		other_run;
-	Datum		pid;
+	int			pid;
 
-	values[0] = Int64GetDatum(st->job.run_id);
-	values[1] = ObjectIdGetDatum(st->job.target);
-	values[2] = Int32GetDatum(TOOLS_JOB_LOCK_SPACE);
-	if (tools_execute("WITH held AS " TOOLS_HELD_LOCKS_SQL
-					  " SELECT j.job_id, j.run_id, h.pid"
-					  " FROM " TOOLS_SCHEMA ".job AS j"
-					  " JOIN " TOOLS_SCHEMA ".config AS c"
-					  " ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
-					  " LEFT JOIN held AS h ON h.space OPERATOR(pg_catalog.=) $3"
-					  " AND h.id OPERATOR(pg_catalog.=) j.job_id"
-					  " WHERE c.target::pg_catalog.oid OPERATOR(pg_catalog.=) $2"
-					  " AND j.run_id OPERATOR(pg_catalog.<>) $1"
-					  " AND (h.pid IS NOT NULL OR (j.run_id OPERATOR(pg_catalog.>) $1"
-					  " AND j.ts IS NOT NULL))"
-					  " ORDER BY h.pid IS NULL, j.job_id LIMIT 1",
-					  3, types, values, NULL, SPI_OK_SELECT) == 0)
-		return;
-
-	desc = SPI_tuptable->tupdesc;
-	row = SPI_tuptable->vals[0];
-	other_job = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
-	other_run = DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull));
-	pid = SPI_getbinval(row, desc, 3, &isnull);
-	if (!isnull)
+	other_job = tools_target_writer(st->job.target, st->job.job_id,
+									st->job.run_id, &other_run, &pid);
+	if (other_job != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
 				 errmsg("target %s is being written by job %lld of run %lld",
 						st->job.target_name, (long long) other_job,
 						(long long) other_run),
 				 errdetail("Process %d is running that job; two runs writing one target would copy rows twice.",
-						   DatumGetInt32(pid)),
+						   pid),
 				 errhint("Wait for job %lld to end, or stop it, then call tools.start(%lld) again.",
 						 (long long) other_job, (long long) st->job.job_id)));
+
+	values[0] = Int64GetDatum(st->job.run_id);
+	values[1] = ObjectIdGetDatum(st->job.target);
+	if (tools_execute("SELECT j.job_id, j.run_id"
+					  " FROM " TOOLS_SCHEMA ".job AS j"
+					  " JOIN " TOOLS_SCHEMA ".config AS c"
+					  " ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
+					  " WHERE c.target::pg_catalog.oid OPERATOR(pg_catalog.=) $2"
+					  " AND j.run_id OPERATOR(pg_catalog.>) $1 AND j.ts IS NOT NULL"
+					  " ORDER BY j.job_id LIMIT 1",
+					  2, types, values, NULL, SPI_OK_SELECT) == 0)
+		return;
+	other_job = DatumGetInt64(tools_result_value(1, &isnull));
+	other_run = DatumGetInt64(tools_result_value(2, &isnull));
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("run %lld has been superseded on target %s by run %lld",

@@ -178,3 +178,45 @@ tools_lock_job(int64 job_id, LOCKTAG *tag)
 				 errhint("Wait for that call to end; if it fails or is stopped, a new call resumes the job.")));
 	}
 }
+
+/*
+ * The job of the target, other than job_id and the jobs of run except_run
+ * (0: none excepted), that another process is running (tools.start() or
+ * tools.repair(), which hold its lock): its id, its run in *run and that
+ * process in *pid; 0 when there is none.  The caller is connected to SPI
+ * and holds its own job's lock, so that of two calls looking at once, at
+ * least one sees the other.
+ */
+int64
+tools_target_writer(Oid target, int64 job_id, int64 except_run, int64 *run,
+					int *pid)
+{
+	Oid			types[4] = {OIDOID, INT8OID, INT8OID, INT4OID};
+	Datum		values[4];
+	int64		other = 0;
+	bool		isnull;
+
+	values[0] = ObjectIdGetDatum(target);
+	values[1] = Int64GetDatum(job_id);
+	values[2] = Int64GetDatum(except_run);
+	values[3] = Int32GetDatum(TOOLS_JOB_LOCK_SPACE);
+	if (tools_execute("WITH held AS " TOOLS_HELD_LOCKS_SQL
+					  " SELECT j.job_id, j.run_id, h.pid"
+					  " FROM " TOOLS_SCHEMA ".job AS j"
+					  " JOIN " TOOLS_SCHEMA ".config AS c"
+					  " ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
+					  " JOIN held AS h ON h.space OPERATOR(pg_catalog.=) $4"
+					  " AND h.id OPERATOR(pg_catalog.=) j.job_id"
+					  " WHERE c.target::pg_catalog.oid OPERATOR(pg_catalog.=) $1"
+					  " AND j.job_id OPERATOR(pg_catalog.<>) $2"
+					  " AND j.run_id OPERATOR(pg_catalog.<>) $3"
+					  " ORDER BY j.job_id LIMIT 1",
+					  4, types, values, NULL, SPI_OK_SELECT) > 0)
+	{
+		other = DatumGetInt64(tools_result_value(1, &isnull));
+		*run = DatumGetInt64(tools_result_value(2, &isnull));
+		*pid = DatumGetInt32(tools_result_value(3, &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return other;
+}
