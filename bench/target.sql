@@ -32,12 +32,3 @@ CREATE SCHEMA remote;
 IMPORT FOREIGN SCHEMA public LIMIT TO (r) FROM SERVER bench_src INTO remote;
 -- Statistics of the foreign table: tools.run() cuts parts from them.
 ANALYZE remote.r;
-
--- What a copy must equal: count and an order-independent hash of the rows.
-CREATE FUNCTION public.signature(rel regclass) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE s text;
-BEGIN
-  EXECUTE format('SELECT count(*) || '':'' || coalesce(sum(hashtext(x::text)::numeric), 0)
-                    FROM (SELECT id, n, t, ts, amount FROM %s) x', rel) INTO s;
-  RETURN s;
-END $$;

@@ -651,20 +651,10 @@ check_target_owner(CopyState *st)
 	bool		isnull;
 	int64		other_job;
 	int64		other_run;
-	int			pid;
 
-	other_job = tools_target_writer(st->job.target, st->job.job_id,
-									st->job.run_id, &other_run, &pid);
-	if (other_job != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-				 errmsg("target %s is being written by job %lld of run %lld",
-						st->job.target_name, (long long) other_job,
-						(long long) other_run),
-				 errdetail("Process %d is running that job; two runs writing one target would copy rows twice.",
-						   pid),
-				 errhint("Wait for job %lld to end, or stop it, then call tools.start(%lld) again.",
-						 (long long) other_job, (long long) st->job.job_id)));
+	tools_check_target_writer(&st->job, st->job.run_id,
+							  "two runs writing one target would copy rows twice",
+							  psprintf("tools.start(%lld)", (long long) st->job.job_id));
 
 	values[0] = Int64GetDatum(st->job.run_id);
 	values[1] = ObjectIdGetDatum(st->job.target);

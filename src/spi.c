@@ -180,24 +180,23 @@ tools_lock_job(int64 job_id, LOCKTAG *tag)
 }
 
 /*
- * The job of the target, other than job_id and the jobs of run except_run
- * (0: none excepted), that another process is running (tools.start() or
- * tools.repair(), which hold its lock): its id, its run in *run and that
- * process in *pid; 0 when there is none.  The caller is connected to SPI
- * and holds its own job's lock, so that of two calls looking at once, at
- * least one sees the other.
+ * Refuse to write into the job's target while another process runs a job
+ * of it (tools.start() or tools.repair(), which hold its lock), other than
+ * this one and the jobs of run except_run (0: none excepted): the error
+ * says why (a clause) and which call to make again.  The caller is
+ * connected to SPI and holds its own job's lock, so that of two calls
+ * looking at once, at least one sees the other.
  */
-int64
-tools_target_writer(Oid target, int64 job_id, int64 except_run, int64 *run,
-					int *pid)
+void
+tools_check_target_writer(const ToolsJob *job, int64 except_run,
+						  const char *why, const char *call)
 {
 	Oid			types[4] = {OIDOID, INT8OID, INT8OID, INT4OID};
 	Datum		values[4];
-	int64		other = 0;
 	bool		isnull;
 
-	values[0] = ObjectIdGetDatum(target);
-	values[1] = Int64GetDatum(job_id);
+	values[0] = ObjectIdGetDatum(job->target);
+	values[1] = Int64GetDatum(job->job_id);
 	values[2] = Int64GetDatum(except_run);
 	values[3] = Int32GetDatum(TOOLS_JOB_LOCK_SPACE);
 	if (tools_execute("WITH held AS " TOOLS_HELD_LOCKS_SQL
@@ -213,10 +212,17 @@ tools_target_writer(Oid target, int64 job_id, int64 except_run, int64 *run,
 					  " ORDER BY j.job_id LIMIT 1",
 					  4, types, values, NULL, SPI_OK_SELECT) > 0)
 	{
-		other = DatumGetInt64(tools_result_value(1, &isnull));
-		*run = DatumGetInt64(tools_result_value(2, &isnull));
-		*pid = DatumGetInt32(tools_result_value(3, &isnull));
+		int64		other = DatumGetInt64(tools_result_value(1, &isnull));
+
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("target %s is being written by job %lld of run %lld",
+						job->target_name, (long long) other,
+						(long long) DatumGetInt64(tools_result_value(2, &isnull))),
+				 errdetail("Process %d is running that job; %s.",
+						   DatumGetInt32(tools_result_value(3, &isnull)), why),
+				 errhint("Wait for job %lld to end, or stop it, then call %s again.",
+						 (long long) other, call)));
 	}
 	SPI_freetuptable(SPI_tuptable);
-	return other;
 }

@@ -247,8 +247,8 @@ extern bool tools_called_nonatomic(FunctionCallInfo fcinfo);
 extern void tools_connect_nonatomic(void);
 extern void tools_commit_and_finish(void);
 extern void tools_lock_job(int64 job_id, LOCKTAG *tag);
-extern int64 tools_target_writer(Oid target, int64 job_id, int64 except_run,
-								 int64 *run, int *pid);
+extern void tools_check_target_writer(const ToolsJob *job, int64 except_run,
+									  const char *why, const char *call);
 extern int64 tools_connect_run(FunctionCallInfo fcinfo, int argno);
 
 /* query.c */

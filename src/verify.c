@@ -483,7 +483,7 @@ tools_verify(PG_FUNCTION_ARGS)
  * A job that is not completed is left to tools.start(), which copies its
  * rest; its session lock keeps a call of it out while the job is repaired.
  */
-#define REPAIR_FETCH_ROWS 5000
+#define REPAIR_FETCH_ROWS 1000
 
 /* One side of a chunk: its rows' keys and hashes, in the key's order. */
 typedef struct ChunkSide
@@ -898,9 +898,6 @@ tools_repair(PG_FUNCTION_ARGS)
 		Datum		values[1] = {Int64GetDatum(job_ids[i])};
 		bool		completed;
 		bool		isnull;
-		int64		other;
-		int64		other_run;
-		int			pid;
 
 		rs->cxt = cxt;
 		tools_lock_job(job_ids[i], &tag);
@@ -923,18 +920,10 @@ tools_repair(PG_FUNCTION_ARGS)
 												   &isnull));
 			MemoryContextSwitchTo(cxt);
 			tools_describe_job(&rs->job);
-			other = tools_target_writer(rs->job.target, rs->job.job_id, 0,
-										&other_run, &pid);
-			if (other != 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-						 errmsg("target %s is being written by job %lld of run %lld",
-								rs->job.target_name, (long long) other,
-								(long long) other_run),
-						 errdetail("Process %d is running that job; repairing job %lld meanwhile could undo its rows.",
-								   pid, (long long) rs->job.job_id),
-						 errhint("Wait for job %lld to end, then call tools.repair() again.",
-								 (long long) other)));
+			tools_check_target_writer(&rs->job, 0,
+									  psprintf("repairing job %lld meanwhile could undo its rows",
+											   (long long) rs->job.job_id),
+									  "tools.repair()");
 			SPI_finish();
 			MemoryContextSwitchTo(cxt);
 
