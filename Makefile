@@ -30,10 +30,12 @@ $(OBJS): src/tools.h
 
 # make bench: tools against plain PostgreSQL and its peers on throwaway
 # clusters (bench/run, then bench/schema for real target schemas, then
-# bench/mysql for MariaDB sources against pgloader;
-# BENCH_ROWS, BENCH_SCALE and BENCH_REPS change their sizes)
+# bench/mysql for MariaDB sources against pgloader, then bench/scale for
+# 2M against 20M rows; BENCH_ROWS, BENCH_SCALE, BENCH_SIZES and BENCH_REPS
+# change their sizes)
 .PHONY: bench
 bench:
 	bash bench/run
 	bash bench/schema
 	bash bench/mysql
+	bash bench/scale

@@ -16,11 +16,4 @@ SELECT g,
   FROM generate_series(1, :rows) g;
 VACUUM ANALYZE :table;
 
--- What a copy must equal: count and an order-independent hash of the rows.
-CREATE OR REPLACE FUNCTION public.signature(rel regclass) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE s text;
-BEGIN
-  EXECUTE format('SELECT count(*) || '':'' || coalesce(sum(hashtext(x::text)::numeric), 0)
-                    FROM (SELECT id, n, t, ts, amount FROM %s) x', rel) INTO s;
-  RETURN s;
-END $$;
+\ir signature.sql
