@@ -602,6 +602,24 @@ remote_sql(ToolsRemote *r, SPIPlanPtr plan, ParamListInfo params,
 }
 
 /*
+ * The remote SQL of a statement of the job's copied columns, as
+ * remote_sql(); NULL, and why not, also where it returns other columns.
+ */
+static char *
+remote_columns_sql(const ToolsJob *job, ToolsRemote *r, SPIPlanPtr plan,
+				   ParamListInfo params, List **attnums, const char **why)
+{
+	char	   *sql = remote_sql(r, plan, params, attnums, why);
+
+	if (sql != NULL && list_length(*attnums) != job->ncolumns)
+	{
+		*why = "the remote SQL does not return the copied columns";
+		return NULL;
+	}
+	return sql;
+}
+
+/*
  * Decide the format once per call, from the types of the remote statement's
  * columns: binary when each is the target column's built-in type.
  */
@@ -799,12 +817,7 @@ tools_remote_batch(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 	if (r->disabled)
 		return false;
 
-	sql = remote_sql(r, plan, params, &attnums, &why);
-	if (sql != NULL && list_length(attnums) != job->ncolumns)
-	{
-		why = "the remote SQL does not return the copied columns";
-		sql = NULL;
-	}
+	sql = remote_columns_sql(job, r, plan, params, &attnums, &why);
 	if (sql == NULL)
 	{
 		elog(DEBUG1, "tools job %lld reads %s through the foreign table: %s",
@@ -1034,12 +1047,7 @@ tools_remote_hash_send(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 	}
 	if (r->disabled)
 		return false;
-	sql = remote_sql(r, plan, params, &attnums, &why);
-	if (sql != NULL && list_length(attnums) != job->ncolumns)
-	{
-		why = "the remote SQL does not return the copied columns";
-		sql = NULL;
-	}
+	sql = remote_columns_sql(job, r, plan, params, &attnums, &why);
 	initStringInfo(&list);
 	for (i = 0; sql != NULL && i < job->ncolumns; i++)
 	{
