@@ -145,13 +145,7 @@ else
 # change are converted there, never read as the old type's bytes (a text
 # of four characters would read as a wrong integer).  The job waits at key
 # 3001 in a trigger on its target, on the test's lock on this database.
-$node->safe_psql('src', q{
-  CREATE TABLE public.nums (id int PRIMARY KEY, n int);
-  INSERT INTO public.nums SELECT g, g + 1000 FROM generate_series(1, 5000) g;
-});
 $node->safe_psql('postgres', q{
-  IMPORT FOREIGN SCHEMA public LIMIT TO (nums) FROM SERVER src INTO src;
-  CREATE TABLE public.nums (id int PRIMARY KEY, n int);
   CREATE FUNCTION public.hold_at_3001() RETURNS trigger LANGUAGE plpgsql AS $$
   BEGIN
     IF NEW.id = 3001 THEN
@@ -160,11 +154,29 @@ $node->safe_psql('postgres', q{
     END IF;
     RETURN NEW;
   END $$;
-  CREATE TRIGGER hold_at_3001 BEFORE INSERT ON public.nums
-    FOR EACH ROW EXECUTE FUNCTION public.hold_at_3001();
-  INSERT INTO tools.config (source, target, pkey, batchsize)
-  VALUES ('src.nums', 'public.nums', 'id', 1000);
 });
+
+# A remote table of 5,000 rows (id, n = id + 1000), its foreign table, a
+# target whose n is of type n_type and whose inserts wait at key 3001 while
+# the test holds advisory lock 42, and the configuration that copies it in
+# batches of 1,000.
+sub held_table
+{
+	my ($name, $n_type) = @_;
+	$node->safe_psql('src', qq{
+	  CREATE TABLE public.$name (id int PRIMARY KEY, n int);
+	  INSERT INTO public.$name SELECT g, g + 1000 FROM generate_series(1, 5000) g;
+	});
+	$node->safe_psql('postgres', qq{
+	  IMPORT FOREIGN SCHEMA public LIMIT TO ($name) FROM SERVER src INTO src;
+	  CREATE TABLE public.$name (id int PRIMARY KEY, n $n_type);
+	  CREATE TRIGGER hold_at_3001 BEFORE INSERT ON public.$name
+	    FOR EACH ROW EXECUTE FUNCTION public.hold_at_3001();
+	  INSERT INTO tools.config (source, target, pkey, batchsize)
+	  VALUES ('src.$name', 'public.$name', 'id', 1000);
+	});
+}
+held_table('nums', 'int');
 my $local_gate = ToolsGate->new($node, 'postgres');
 
 # Plan a run of target, close the local gate and start its job from a
@@ -222,18 +234,7 @@ is($node->safe_psql('postgres', q{
 # A read whose snapshot was taken before its lock would see no row and
 # call the job completed with 4000 rows, or skip a batch's range; the job
 # must copy every row.
-$node->safe_psql('src', q{
-  CREATE TABLE public.rw (id int PRIMARY KEY, n int);
-  INSERT INTO public.rw SELECT g, g + 1000 FROM generate_series(1, 5000) g;
-});
-$node->safe_psql('postgres', q{
-  IMPORT FOREIGN SCHEMA public LIMIT TO (rw) FROM SERVER src INTO src;
-  CREATE TABLE public.rw (id int PRIMARY KEY, n bigint);
-  CREATE TRIGGER hold_at_3001 BEFORE INSERT ON public.rw
-    FOR EACH ROW EXECUTE FUNCTION public.hold_at_3001();
-  INSERT INTO tools.config (source, target, pkey, batchsize)
-  VALUES ('src.rw', 'public.rw', 'id', 1000);
-});
+held_table('rw', 'bigint');
 my ($job3, $h4) = start_held_job('public.rw');
 my ($out5, $err5, $out6, $err6) = ('', '', '', '');
 my $holder = IPC::Run::start(
