@@ -14,9 +14,9 @@ SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) AS type,
  WHERE c.relnamespace = 'tools'::regnamespace AND c.relkind IN ('r', 'v')
  ORDER BY c.relname, a.attnum;
 
--- (Without the IN that PostgreSQL 14 on writes before a procedure's argument.)
+-- (Without the IN that PostgreSQL 14 on writes before a procedure's arguments.)
 SELECT p.proname, p.prokind,
-       regexp_replace(pg_get_function_arguments(p.oid), '^IN ', '') AS arguments,
+       regexp_replace(pg_get_function_arguments(p.oid), '(^|, )IN ', '\1', 'g') AS arguments,
        pg_get_function_result(p.oid) AS result, p.prosecdef AS security_definer
   FROM pg_proc p
  WHERE p.pronamespace = 'tools'::regnamespace

@@ -419,35 +419,6 @@ use_windows(const ToolsJob *job)
 		(type == INT2OID || type == INT4OID || type == INT8OID);
 }
 
-/* A key value of the job's integer key, as int64, and back. */
-static int64
-key_int(const ToolsJob *job, Datum value)
-{
-	switch (job->keys[0].type)
-	{
-		case INT2OID:
-			return DatumGetInt16(value);
-		case INT4OID:
-			return DatumGetInt32(value);
-		default:
-			return DatumGetInt64(value);
-	}
-}
-
-static Datum
-int_key(const ToolsJob *job, int64 value)
-{
-	switch (job->keys[0].type)
-	{
-		case INT2OID:
-			return Int16GetDatum((int16) value);
-		case INT4OID:
-			return Int32GetDatum((int32) value);
-		default:
-			return Int64GetDatum(value);
-	}
-}
-
 /*
  * The upper end of the next window, into upper, and the width of key values
  * it spans, into span; false when no key is left above the position.
@@ -456,21 +427,24 @@ static bool
 next_window(CopyState *st, Datum *upper, double *span)
 {
 	ToolsJob   *job = &st->job;
-	int64		last = st->has_last ? key_int(job, st->last[0]) : 0;
+	int64		last = st->has_last ? tools_key_int64(job, st->last) : 0;
 	int64		end;
 
 	if (!st->span_known || (st->has_last && last >= st->hi))
 	{
 		bool		isnull;
+		Datum		value;
 		int64		n;
 
 		if (tools_execute_plan(st->plans[PLAN_SPAN][st->has_last],
 							   batch_params(st, NULL), true, SPI_OK_SELECT) == 0)
 			return false;
-		st->hi = key_int(job, tools_result_value(2, &isnull));
+		value = tools_result_value(2, &isnull);
+		st->hi = tools_key_int64(job, &value);
 		if (!st->span_known)
 		{
-			st->lo = key_int(job, tools_result_value(1, &isnull));
+			value = tools_result_value(1, &isnull);
+			st->lo = tools_key_int64(job, &value);
 			n = DatumGetInt64(tools_result_value(3, &isnull));
 			st->width = (int64) Max(1.0, Min((double) PG_INT64_MAX / 4,
 											 ((double) st->hi - st->lo + 1) *
@@ -484,7 +458,7 @@ next_window(CopyState *st, Datum *upper, double *span)
 		end = st->hi;
 	end = Min(end, st->hi);
 	*span = st->has_last ? (double) end - last : (double) end - st->lo + 1;
-	upper[0] = int_key(job, end);
+	upper[0] = tools_int64_key(job, end);
 	return true;
 }
 
@@ -979,20 +953,36 @@ copy_batch(CopyState *st)
 {
 	ToolsJob   *job = &st->job;
 	Datum	   *upper = palloc(sizeof(Datum) * job->nkeys);
-	Oid			types[6] = {INT8OID, TEXTARRAYOID, INT8OID, INT8OID, INTERVALOID, BOOLOID};
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[9] = {INT8OID, TEXTARRAYOID, INT8OID, INT8OID, INTERVALOID,
+	BOOLOID, BOOLOID, INT8OID, INT8OID};
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', 'n', 'n'};
 	Interval	span;
 	uint64		copied = 0;
 	int			i;
 	bool		found = false;
 	bool		last_batch = true;
+	bool		first = job->nkeys > 0 && !st->has_last;
+	ToolsSnapshot snap;
 	double		width = 0;
 
 	check_definitions(st);
 	tools_execute("SET CONSTRAINTS ALL IMMEDIATE", 0, NULL, NULL, NULL,
 				  SPI_OK_UTILITY);
 	prefer_remote_sort(st);
+
+	/*
+	 * Before the first batch reads the source, where the source stands: what
+	 * its server writes from now on has a newer xmin, which tools.repair()
+	 * looks for.
+	 */
+	values[6] = BoolGetDatum(first);
+	if (first && tools_source_snapshot(job, &snap, NULL))
+	{
+		values[7] = Int64GetDatum(snap.xmin);
+		values[8] = Int64GetDatum(snap.system);
+		nulls[7] = nulls[8] = ' ';
+	}
 	tools_guard_source(job);
 
 	if (job->nkeys == 0)
@@ -1097,9 +1087,11 @@ copy_batch(CopyState *st)
 					  " THEN $4 OPERATOR(pg_catalog./) EXTRACT(epoch FROM $5) END,"
 					  " updated = pg_catalog.clock_timestamp(),"
 					  " state = CASE WHEN $6 THEN 'completed' ELSE 'running' END"
-					  "::" TOOLS_SCHEMA ".state"
+					  "::" TOOLS_SCHEMA ".state,"
+					  " source_xmin = CASE WHEN $7 THEN $8 ELSE source_xmin END,"
+					  " source_system = CASE WHEN $7 THEN $9 ELSE source_system END"
 					  " WHERE job_id OPERATOR(pg_catalog.=) $1",
-					  6, types, values, nulls, SPI_OK_UPDATE) != 1)
+					  9, types, values, nulls, SPI_OK_UPDATE) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("job %lld was deleted while it was copying",

@@ -355,7 +355,7 @@ tools_key_from_array(const ToolsJob *job, Datum array, Datum *values)
 		values[i] = tools_key_value(&job->keys[i], TextDatumGetCString(texts[i]));
 }
 
-/* An integer key's value as tools.job.lastseq keeps it. */
+/* An integer key's value as tools.job.lastseq keeps it, and back. */
 int64
 tools_key_int64(const ToolsJob *job, const Datum *values)
 {
@@ -367,5 +367,19 @@ tools_key_int64(const ToolsJob *job, const Datum *values)
 			return DatumGetInt32(values[0]);
 		default:
 			return DatumGetInt64(values[0]);
+	}
+}
+
+Datum
+tools_int64_key(const ToolsJob *job, int64 value)
+{
+	switch (job->keys[0].type)
+	{
+		case INT2OID:
+			return Int16GetDatum((int16) value);
+		case INT4OID:
+			return Int32GetDatum((int32) value);
+		default:
+			return Int64GetDatum(value);
 	}
 }

@@ -660,6 +660,47 @@ tools_repair_sql(const ToolsJob *job, bool lower, bool upper,
 	return buf.data;
 }
 
+/*
+ * The keys of a relation's rows written since a transaction ($1, as text,
+ * an xid: a row version whose xmin is no older), the next at most limit of
+ * them in the key's order, after key $2 where after is set.  relation and
+ * key are SQL names, here or on a source's server.  age() counts from one
+ * point for the whole statement, so the comparison is exact within 2^31
+ * transactions; a row frozen longer ago than that may be read too, which
+ * costs only its comparison.  OFFSET 0 keeps the ORDER BY and LIMIT from
+ * turning the scan into a walk of the key's index.
+ */
+char *
+tools_changed_keys_sql(const char *relation, const char *key, bool after,
+					   int64 limit)
+{
+	return psprintf("SELECT s.k FROM (SELECT %s AS k FROM %s"
+					" WHERE pg_catalog.age(xmin) OPERATOR(pg_catalog.<=)"
+					" pg_catalog.age($1::pg_catalog.text::pg_catalog.xid)"
+					" AND %s IS NOT NULL%s OFFSET 0) AS s"
+					" ORDER BY 1 LIMIT %lld",
+					key, relation, key,
+					after ? psprintf(" AND %s OPERATOR(pg_catalog.>) $2", key) : "",
+					(long long) limit);
+}
+
+/*
+ * The keys of a relation (its key as bigint) within some key ranges: the
+ * first and the last key of each as two bigint arrays, $1 and $2, each
+ * range read through the key's index.  relation and key are SQL names,
+ * here or on a source's server.
+ */
+char *
+tools_range_keys_sql(const char *relation, const char *key)
+{
+	return psprintf("SELECT tools_keys.k FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
+					" pg_catalog.unnest($2::pg_catalog.int8[])) AS tools_ranges(f, l),"
+					" LATERAL (SELECT %s::pg_catalog.int8 AS k FROM %s AS tools_rel"
+					" WHERE %s OPERATOR(pg_catalog.>=) tools_ranges.f"
+					" AND %s OPERATOR(pg_catalog.<=) tools_ranges.l) AS tools_keys",
+					key, relation, key, key);
+}
+
 /* Count the rows of the job that no key range can reach. */
 char *
 tools_null_keys_sql(const ToolsJob *job)
@@ -869,6 +910,36 @@ tools_guard_source(const ToolsJob *job)
 {
 	guarded_job = job;
 	guarded_depth = 0;
+}
+
+/*
+ * Where the job's source stands (TOOLS_SNAPSHOT_SQL): the oldest
+ * transaction running on its server, with its epoch, and that server's
+ * system identifier.  False where that is not known: the source is not a
+ * table or a materialized view here, nor a postgres_fdw table of one that
+ * the job can ask over a connection of its own (14 and later; with keep,
+ * a context as long-lived as the job's description, the connection is
+ * kept for the questions after).  The caller is connected to SPI.
+ */
+bool
+tools_source_snapshot(ToolsJob *job, ToolsSnapshot *snap, MemoryContext keep)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	bool		isnull[4];
+	int			i;
+
+	if (job->source_foreign)
+		return tools_remote_snapshot(job, snap, keep);
+	values[0] = CStringGetTextDatum(job->source_name);
+	tools_execute(TOOLS_SNAPSHOT_SQL, 1, types, values, NULL, SPI_OK_SELECT);
+	snap->xmin = DatumGetInt64(tools_result_value(1, &isnull[0]));
+	snap->xmax = DatumGetInt64(tools_result_value(2, &isnull[1]));
+	snap->system = DatumGetInt64(tools_result_value(3, &isnull[2]));
+	for (i = 0; i < 3; i++)
+		if (isnull[i])
+			return false;
+	return DatumGetBool(tools_result_value(4, &isnull[3])) && !isnull[3];
 }
 
 /*

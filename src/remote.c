@@ -194,6 +194,37 @@ source_obstacle(const ToolsJob *job, ToolsRemote *r)
 	return NULL;
 }
 
+/*
+ * The job's ways to its postgres_fdw source's server for a call that asks
+ * it questions, made in cxt at the first; NULL where the job cannot
+ * connect of its own, which the first call says at DEBUG1 where the source
+ * is a foreign table (what, a format for the source's name and why).
+ */
+static ToolsRemote *
+own_remote(ToolsJob *job, const char *what, MemoryContext cxt)
+{
+	ToolsRemote *r = job->remote;
+
+	if (r == NULL)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+		const char *why;
+
+		r = palloc0(sizeof(ToolsRemote));
+		job->remote = r;
+		why = source_obstacle(job, r);
+		MemoryContextSwitchTo(oldcxt);
+		if (why != NULL)
+		{
+			if (job->source_foreign)
+				elog(DEBUG1, "tools job %lld %s", (long long) job->job_id,
+					 psprintf(what, job->source_name, why));
+			r->disabled = true;
+		}
+	}
+	return r->disabled ? NULL : r;
+}
+
 #endif							/* PG_VERSION_NUM >= 140000 */
 
 /* Why a job's batches cannot read through COPY, or NULL when they can. */
@@ -536,7 +567,7 @@ remote_connect(const ToolsJob *job, ToolsRemote *r, RemoteConn *c)
 
 	send_command(c, "SET search_path = pg_catalog; SET timezone = 'UTC';"
 				 " SET datestyle = ISO; SET intervalstyle = postgres;"
-				 " SET extra_float_digits = 3");
+				 " SET extra_float_digits = 3; SET jit = off");
 	PQclear(last_result(c, PGRES_COMMAND_OK));
 }
 
@@ -993,6 +1024,71 @@ remote_position(List *attnums, AttrNumber attnum)
 }
 
 /*
+ * Send a statement on a postgres_fdw source, planned here for these
+ * parameters, to its server over the job's own connection (made in cxt),
+ * without waiting: the caller works meanwhile, then takes the rows with
+ * tools_remote_int8s().  False, having sent nothing, where the job cannot
+ * connect of its own or the plan is more than one foreign scan.
+ */
+bool
+tools_remote_send(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
+				  MemoryContext cxt)
+{
+	ToolsRemote *r = own_remote(job, "counts the keys of %s on this server: %s", cxt);
+	const char *why;
+	List	   *attnums;
+	char	   *sql;
+
+	if (r == NULL)
+		return false;
+	sql = remote_sql(r, plan, params, &attnums, &why);
+	if (sql == NULL)
+	{
+		elog(DEBUG1, "tools job %lld counts the keys of %s on this server: %s",
+			 (long long) job->job_id, job->source_name, why);
+		return false;
+	}
+	if (r->copy.conn == NULL)
+		remote_connect(job, r, &r->copy);
+	send_command(&r->copy, sql);
+	return true;
+}
+
+/*
+ * The rows of the statement that tools_remote_send() or
+ * tools_remote_send_keys() sent: each its first column, and with seconds
+ * its second, as int8, into arrays made in cxt.  Returns the rows.
+ */
+int64
+tools_remote_int8s(ToolsJob *job, int64 **firsts, int64 **seconds,
+				   MemoryContext cxt)
+{
+	RemoteConn *c = &job->remote->copy;
+	PGresult   *res = last_result(c, PGRES_TUPLES_OK);
+	int64		n = PQntuples(res);
+	int64		row;
+
+	if (PQnfields(res) != (seconds != NULL ? 2 : 1))
+	{
+		PQclear(res);
+		elog(ERROR, "unexpected result of the statement on server \"%s\"",
+			 c->server_name);
+	}
+	*firsts = MemoryContextAlloc(cxt, sizeof(int64) * Max(n, 1));
+	if (seconds != NULL)
+		*seconds = MemoryContextAlloc(cxt, sizeof(int64) * Max(n, 1));
+	for (row = 0; row < n; row++)
+	{
+		(*firsts)[row] = strtoi64(PQgetvalue(res, row, 0), NULL, 10);
+		if (seconds != NULL)
+			(*seconds)[row] = strtoi64(PQgetvalue(res, row, 1), NULL, 10);
+	}
+	PQclear(res);
+	c->sql = NULL;
+	return n;
+}
+
+/*
  * Have the source's server count and hash a key range of a postgres_fdw
  * source, so that neither side ships rows: plan is the range's SELECT of
  * the copied columns, by name in the target's order, planned here for
@@ -1021,7 +1117,7 @@ tools_remote_hash_send(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 					   const char *portable_hash, const char **row_hash,
 					   MemoryContext cxt)
 {
-	ToolsRemote *r = job->remote;
+	ToolsRemote *r = own_remote(job, "hashes the rows of %s on this server: %s", cxt);
 	const char *why;
 	char	   *sql;
 	List	   *attnums;
@@ -1030,22 +1126,6 @@ tools_remote_hash_send(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 	int			i;
 
 	if (r == NULL)
-	{
-		MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
-
-		r = palloc0(sizeof(ToolsRemote));
-		job->remote = r;
-		why = source_obstacle(job, r);
-		MemoryContextSwitchTo(oldcxt);
-		if (why != NULL)
-		{
-			if (job->source_foreign)
-				elog(DEBUG1, "tools job %lld hashes the rows of %s on this server: %s",
-					 (long long) job->job_id, job->source_name, why);
-			r->disabled = true;
-		}
-	}
-	if (r->disabled)
 		return false;
 	sql = remote_columns_sql(job, r, plan, params, &attnums, &why);
 	initStringInfo(&list);
@@ -1222,6 +1302,66 @@ tools_remote_hash_result(ToolsJob *job, char **values)
 }
 
 /*
+ * Ask the source's server a question: over the job's COPY connection, or,
+ * for a job that has none, over a connection opened for it and closed
+ * after; with keep, a context that lives as long as the job's description,
+ * the job's connection is made there and left open for the questions
+ * after.  Returns the rows (the caller clears them), or NULL where the job
+ * cannot connect (source_obstacle()).
+ */
+static PGresult *
+remote_ask(ToolsJob *job, const char *sql, int nparams,
+		   const char *const *params, MemoryContext keep)
+{
+	ToolsRemote *r = job->remote;
+	ToolsRemote own;
+	PGresult   *res = NULL;
+
+	if (keep != NULL)
+	{
+		r = own_remote(job, "cannot ask the server of %s: %s", keep);
+		if (r == NULL)
+			return NULL;
+	}
+	else if (r == NULL || (r->copy.conn == NULL && r->disabled))
+	{
+		memset(&own, 0, sizeof(own));
+		if (source_obstacle(job, &own) != NULL)
+			return NULL;
+		r = &own;
+	}
+	PG_TRY();
+	{
+		if (r->copy.conn == NULL)
+			remote_connect(job, r, &r->copy);
+		r->copy.sql = sql;
+		if (!PQsendQueryParams(r->copy.conn, sql, nparams, NULL, params, NULL,
+							   NULL, 0))
+			remote_error(&r->copy, NULL);
+		res = last_result(&r->copy, PGRES_TUPLES_OK);
+		r->copy.sql = NULL;
+	}
+	PG_FINALLY();
+	{
+		if (r == &own)
+			close_conn(&own.copy);
+	}
+	PG_END_TRY();
+	return res;
+}
+
+/* The source's remote table, as an SQL name there. */
+static const char *
+remote_table_sql(const ToolsJob *job)
+{
+	const char *nspname;
+	const char *relname;
+
+	remote_table(GetForeignTable(job->source), &nspname, &relname);
+	return quote_qualified_identifier(nspname, relname);
+}
+
+/*
  * Whether the source's remote table is the job's target: a postgres_fdw
  * server that points back at this server and this database, and a remote
  * table of the target's OID.  Such a job would read what it writes, and a
@@ -1233,51 +1373,143 @@ tools_remote_hash_result(ToolsJob *job, char **values)
 bool
 tools_remote_reads_target(ToolsJob *job)
 {
-	ToolsRemote *r = job->remote;
-	ToolsRemote own;
-	const char *nspname;
-	const char *relname;
-	const char *params[1];
-	PGresult   *res = NULL;
-	bool		same = false;
+	const char *params[1] = {remote_table_sql(job)};
+	PGresult   *res;
+	bool		same;
+
+	res = remote_ask(job,
+					 "SELECT (EXTRACT(epoch FROM pg_catalog.pg_postmaster_start_time())"
+					 " OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8,"
+					 " pg_catalog.current_database(), pg_catalog.to_regclass($1)::pg_catalog.oid",
+					 1, params, NULL);
+	if (res == NULL)
+		return false;
+	same = !PQgetisnull(res, 0, 2) &&
+		strtoll(PQgetvalue(res, 0, 0), NULL, 10) ==
+		PgStartTime + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) *
+		SECS_PER_DAY * USECS_PER_SEC &&
+		strcmp(PQgetvalue(res, 0, 1), get_database_name(MyDatabaseId)) == 0 &&
+		strtoul(PQgetvalue(res, 0, 2), NULL, 10) == job->target;
+	PQclear(res);
+	return same;
+}
+
+/* The source's remote column of the job's key (of one column), as SQL there. */
+static const char *
+remote_key_sql(const ToolsJob *job)
+{
+	const char *column = job->keys[0].attname;
+	ListCell   *lc;
+
+	foreach(lc, GetForeignColumnOptions(job->source,
+										get_attnum(job->source, column)))
+	{
+		DefElem    *def = lfirst_node(DefElem, lc);
+
+		if (strcmp(def->defname, "column_name") == 0)
+			column = defGetString(def);
+	}
+	return quote_identifier(column);
+}
+
+/*
+ * Send the statement that reads the postgres_fdw source's keys within some
+ * key ranges (tools_range_keys_sql(), the first and the last key of each
+ * as bigint arrays in text) over the job's own connection (made in cxt),
+ * without waiting; the rows come with tools_remote_int8s().  False, having
+ * sent nothing, where the job cannot connect of its own.
+ */
+bool
+tools_remote_send_keys(ToolsJob *job, const char *firsts, const char *lasts,
+					   MemoryContext cxt)
+{
+	ToolsRemote *r = own_remote(job, "reads the keys of %s through postgres_fdw: %s", cxt);
+	const char *params[2] = {firsts, lasts};
 
 	if (r == NULL)
-	{
-		memset(&own, 0, sizeof(own));
-		if (source_obstacle(job, &own) != NULL)
-			return false;
-		r = &own;
-	}
-	remote_table(GetForeignTable(job->source), &nspname, &relname);
-	params[0] = quote_qualified_identifier(nspname, relname);
+		return false;
+	if (r->copy.conn == NULL)
+		remote_connect(job, r, &r->copy);
+	r->copy.sql = tools_range_keys_sql(remote_table_sql(job), remote_key_sql(job));
+	if (!PQsendQueryParams(r->copy.conn, r->copy.sql, 2, NULL, params, NULL,
+						   NULL, 0))
+		remote_error(&r->copy, NULL);
+	return true;
+}
 
+/*
+ * Where a postgres_fdw source stands (TOOLS_SNAPSHOT_SQL), as its server
+ * tells (remote_ask(), keep as there); false where it cannot be asked, or
+ * its remote table is not one whose rows keep an xmin.
+ */
+bool
+tools_remote_snapshot(ToolsJob *job, ToolsSnapshot *snap, MemoryContext keep)
+{
+	const char *params[1] = {remote_table_sql(job)};
+	PGresult   *res = remote_ask(job, TOOLS_SNAPSHOT_SQL, 1, params, keep);
+	bool		known;
+	int			i;
+
+	if (res == NULL)
+		return false;
+	known = PQntuples(res) == 1 && PQnfields(res) == 4;
+	for (i = 0; known && i < 4; i++)
+		known = !PQgetisnull(res, 0, i);
+	known = known && strcmp(PQgetvalue(res, 0, 3), "t") == 0;
+	if (known)
+	{
+		snap->xmin = strtoi64(PQgetvalue(res, 0, 0), NULL, 10);
+		snap->xmax = strtoi64(PQgetvalue(res, 0, 1), NULL, 10);
+		snap->system = strtoi64(PQgetvalue(res, 0, 2), NULL, 10);
+	}
+	PQclear(res);
+	return known;
+}
+
+/*
+ * The keys of the postgres_fdw source's rows written since transaction
+ * xid, the next at most limit after *after (NULL: from the first), into
+ * keys, in the key's order (tools_changed_keys_sql(), on the remote table
+ * and its column).  The job's key is one integer column.  Asked over the
+ * job's own connection, made in cxt and kept for the questions after.
+ */
+int64
+tools_remote_changed_keys(ToolsJob *job, const char *xid, const Datum *after,
+						  int64 limit, Datum *keys, MemoryContext cxt)
+{
+	ToolsKeyColumn *key = &job->keys[0];
+	const char *params[2];
+	PGresult   *res;
+	int64		n;
+	int64		row;
+
+	params[0] = xid;
+	params[1] = after != NULL ? tools_key_text(key, after[0]) : NULL;
+	res = remote_ask(job, tools_changed_keys_sql(remote_table_sql(job),
+												 remote_key_sql(job),
+												 after != NULL, limit),
+					 after != NULL ? 2 : 1, params, cxt);
+	if (res == NULL)
+		elog(ERROR, "tools job %lld cannot ask the server of %s for its changed rows",
+			 (long long) job->job_id, job->source_name);
+	n = PQntuples(res);
+	if (PQnfields(res) != 1 || n > limit)
+	{
+		PQclear(res);
+		elog(ERROR, "unexpected result of the changed rows statement on the server of %s",
+			 job->source_name);
+	}
 	PG_TRY();
 	{
-		if (r->copy.conn == NULL)
-			remote_connect(job, r, &r->copy);
-		r->copy.sql = "SELECT (EXTRACT(epoch FROM pg_catalog.pg_postmaster_start_time())"
-			" OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8,"
-			" pg_catalog.current_database(), pg_catalog.to_regclass($1)::pg_catalog.oid";
-		if (!PQsendQueryParams(r->copy.conn, r->copy.sql, 1, NULL, params, NULL,
-							   NULL, 0))
-			remote_error(&r->copy, NULL);
-		res = last_result(&r->copy, PGRES_TUPLES_OK);
-		same = !PQgetisnull(res, 0, 2) &&
-			strtoll(PQgetvalue(res, 0, 0), NULL, 10) ==
-			PgStartTime + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) *
-			SECS_PER_DAY * USECS_PER_SEC &&
-			strcmp(PQgetvalue(res, 0, 1), get_database_name(MyDatabaseId)) == 0 &&
-			strtoul(PQgetvalue(res, 0, 2), NULL, 10) == job->target;
-		PQclear(res);
-		r->copy.sql = NULL;
+		for (row = 0; row < n; row++)
+			keys[row] = tools_key_value(key, PQgetvalue(res, row, 0));
 	}
 	PG_FINALLY();
 	{
-		if (r == &own)
-			close_conn(&own.copy);
+		PQclear(res);
 	}
 	PG_END_TRY();
-	return same;
+	return n;
 }
 
 #else							/* PG_VERSION_NUM < 140000 */
@@ -1286,6 +1518,20 @@ bool
 tools_remote_reads_target(ToolsJob *job)
 {
 	return false;
+}
+
+bool
+tools_remote_snapshot(ToolsJob *job, ToolsSnapshot *snap, MemoryContext keep)
+{
+	return false;
+}
+
+/* Never called: no source's snapshot is known. */
+int64
+tools_remote_changed_keys(ToolsJob *job, const char *xid, const Datum *after,
+						  int64 limit, Datum *keys, MemoryContext cxt)
+{
+	return 0;
 }
 
 /* Never called: no job reads with COPY. */
@@ -1315,6 +1561,28 @@ tools_remote_hash_send(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 					   MemoryContext cxt)
 {
 	return false;
+}
+
+bool
+tools_remote_send(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
+				  MemoryContext cxt)
+{
+	return false;
+}
+
+bool
+tools_remote_send_keys(ToolsJob *job, const char *firsts, const char *lasts,
+					   MemoryContext cxt)
+{
+	return false;
+}
+
+/* Never called: nothing is sent. */
+int64
+tools_remote_int8s(ToolsJob *job, int64 **firsts, int64 **seconds,
+				   MemoryContext cxt)
+{
+	return 0;
 }
 
 /* Never called: nothing is sent. */

@@ -164,6 +164,28 @@ typedef struct ToolsJob
 	" FROM " TOOLS_SCHEMA ".job AS j JOIN " TOOLS_SCHEMA ".config AS c" \
 	" ON c.config_id OPERATOR(pg_catalog.=) j.config_id"
 
+/*
+ * Where a source stands, asked of its server: the oldest transaction
+ * running there and the next to start (txid_snapshot_xmin() and xmax(),
+ * with their epoch), the server's system identifier, and whether relation
+ * $1 keeps an xmin on its rows (a table, a partitioned table, a
+ * materialized view).
+ */
+typedef struct ToolsSnapshot
+{
+	int64		xmin;
+	int64		xmax;
+	int64		system;
+} ToolsSnapshot;
+
+#define TOOLS_SNAPSHOT_SQL \
+	"SELECT pg_catalog.txid_snapshot_xmin(pg_catalog.txid_current_snapshot())," \
+	" pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot())," \
+	" (SELECT s.system_identifier FROM pg_catalog.pg_control_system() AS s)," \
+	" (SELECT c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,m}'::pg_catalog.\"char\"[])" \
+	" FROM pg_catalog.pg_class AS c" \
+	" WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1))"
+
 /* bulk.c */
 typedef struct BulkDest BulkDest;
 extern const char *tools_bulk_obstacle(const ToolsJob *job);
@@ -198,6 +220,7 @@ extern Datum tools_key_array(const ToolsJob *job, const Datum *values);
 extern void tools_key_from_array(const ToolsJob *job, Datum array,
 								 Datum *values);
 extern int64 tools_key_int64(const ToolsJob *job, const Datum *values);
+extern Datum tools_int64_key(const ToolsJob *job, int64 value);
 extern int	tools_fix_style(void);
 extern void tools_restore_settings(int level);
 
@@ -224,12 +247,23 @@ extern bool tools_remote_hash_send(ToolsJob *job, SPIPlanPtr plan,
 								   const char *portable_hash,
 								   const char **row_hash, MemoryContext cxt);
 extern void tools_remote_hash_result(ToolsJob *job, char **values);
+extern bool tools_remote_send(ToolsJob *job, SPIPlanPtr plan,
+							  ParamListInfo params, MemoryContext cxt);
+extern bool tools_remote_send_keys(ToolsJob *job, const char *firsts,
+								   const char *lasts, MemoryContext cxt);
+extern int64 tools_remote_int8s(ToolsJob *job, int64 **firsts,
+								int64 **seconds, MemoryContext cxt);
 extern void tools_remote_consume(ToolsJob *job);
 extern int64 tools_remote_keyed_result(ToolsJob *job, Datum *keys, int64 *hashes,
 									   int64 max);
 extern void tools_remote_close(ToolsJob *job);
 extern bool tools_remote_reads_target(ToolsJob *job);
 extern bool tools_fdw_points_here(const ToolsJob *job);
+extern bool tools_remote_snapshot(ToolsJob *job, ToolsSnapshot *snap,
+								  MemoryContext keep);
+extern int64 tools_remote_changed_keys(ToolsJob *job, const char *xid,
+									   const Datum *after, int64 limit,
+									   Datum *keys, MemoryContext cxt);
 
 /* sequences.c */
 extern bool tools_has_sequences(const ToolsJob *job);
@@ -266,6 +300,11 @@ extern char *tools_range_sql(const ToolsJob *job, const char *list,
 							 bool lower, bool upper, bool target);
 extern char *tools_repair_sql(const ToolsJob *job, bool lower, bool upper,
 							  const char *source_list, const char *keys);
+extern char *tools_changed_keys_sql(const char *relation, const char *key,
+									bool after, int64 limit);
+extern char *tools_range_keys_sql(const char *relation, const char *key);
+extern bool tools_source_snapshot(ToolsJob *job, ToolsSnapshot *snap,
+								  MemoryContext keep);
 extern char *tools_bound_sql(const ToolsJob *job, bool lower, bool last);
 extern char *tools_span_sql(const ToolsJob *job, bool lower);
 extern bool tools_condition_has_modulo(const ToolsJob *job);

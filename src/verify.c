@@ -25,8 +25,10 @@
  */
 #include "postgres.h"
 
+
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -35,6 +37,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -507,10 +510,11 @@ typedef struct RepairState
 	ChunkSide	source;			/* the chunk's rows, in arrays of */
 	ChunkSide	target;			/* chunk rows, in cxt */
 	Datum	   *differ;			/* the keys that differ, in one of */
-	int64		chunks;			/* chunks that differed */
+	int64		chunks;			/* chunks, or key ranges, that differed */
 	int64		extra;			/* rows deleted: the source lacks their key */
 	int64		changed;		/* rows updated */
 	int64		missing;		/* rows inserted */
+	int64		written;		/* rows written on the source since the copy */
 } RepairState;
 
 #define SIDE_KEY(job, side, row) (&(side)->keys[(row) * (job)->nkeys])
@@ -697,6 +701,32 @@ keys_array_sql(RepairState *rs, Datum *keys, int64 n)
 }
 
 /*
+ * Run a repair statement on a part of the job's range (tools_repair_sql():
+ * the key range that lower and upper bound, with params, or the keys of an
+ * SQL array), and count what it did: the rows deleted, updated and
+ * inserted, into counts, and into the call's sums.
+ */
+static void
+repair_statement(RepairState *rs, ParamListInfo params, bool lower,
+				 bool upper, const char *array, int64 *counts)
+{
+	ToolsJob   *job = &rs->job;
+	SPIPlanPtr	plan;
+	bool		isnull;
+	int			i;
+
+	plan = prepare_range(job, tools_repair_sql(job, lower, upper,
+											   source_columns(job), array));
+	tools_execute_plan(plan, params, false, SPI_OK_SELECT);
+	for (i = 0; i < 3; i++)
+		counts[i] = DatumGetInt64(tools_result_value(i + 1, &isnull));
+	SPI_freeplan(plan);
+	rs->extra += counts[0];
+	rs->changed += counts[1];
+	rs->missing += counts[2];
+}
+
+/*
  * Compare the next chunk of the job's range, and repair the keys that
  * differ.  The chunk ends where the first side to fill its rows
  * rows ends: the other side's rows beyond belong to the next chunk.
@@ -712,11 +742,7 @@ repair_chunk(RepairState *rs)
 	int64		i = 0;
 	int64		j = 0;
 	char	   *array = NULL;
-	SPIPlanPtr	plan;
-	bool		isnull;
-	int64		extra;
-	int64		changed;
-	int64		missing;
+	int64		counts[3];
 	int			k;
 
 	read_chunk(rs, source, target);
@@ -761,14 +787,9 @@ repair_chunk(RepairState *rs)
 		 */
 		if (ndiffer <= rs->chunk / 4)
 			array = keys_array_sql(rs, rs->differ, ndiffer);
-		plan = prepare_range(job, tools_repair_sql(job, rs->position != NULL && array == NULL,
-												   upper != NULL && array == NULL,
-												   source_columns(job), array));
-		tools_execute_plan(plan, chunk_params(rs, upper), false, SPI_OK_SELECT);
-		extra = DatumGetInt64(tools_result_value(1, &isnull));
-		changed = DatumGetInt64(tools_result_value(2, &isnull));
-		missing = DatumGetInt64(tools_result_value(3, &isnull));
-		SPI_freeplan(plan);
+		repair_statement(rs, chunk_params(rs, upper),
+						 rs->position != NULL && array == NULL,
+						 upper != NULL && array == NULL, array, counts);
 		ereport(DEBUG1,
 				(errmsg("tools job %lld: keys %s %s up to %s: %lld rows missing, %lld extra and %lld changed, repaired",
 						(long long) job->job_id,
@@ -777,11 +798,8 @@ repair_chunk(RepairState *rs)
 						tools_key_string(job, rs->position),
 						upper == NULL ? "the last" :
 						tools_key_string(job, upper),
-						(long long) missing, (long long) extra,
-						(long long) changed)));
-		rs->extra += extra;
-		rs->changed += changed;
-		rs->missing += missing;
+						(long long) counts[2], (long long) counts[0],
+						(long long) counts[1])));
 		rs->chunks++;
 	}
 
@@ -798,11 +816,585 @@ repair_chunk(RepairState *rs)
 	}
 }
 
-/* Compare, and repair where it differs, one completed job's range. */
-static void
-repair_job(RepairState *rs)
+/*
+ * The cutover's short way, for a job whose key is one integer column and
+ * whose source keeps an xmin on its rows (a table here, or a postgres_fdw
+ * table of one), where the job recorded where its source stood when its
+ * copy began (tools.job.source_xmin, of that server).  Every row version
+ * the source's server wrote since then has a newer xmin: those rows are
+ * read there (tools_changed_keys_sql(), a scan that reads no row's values)
+ * and their keys repaired; the rows that did not change since are on the
+ * target as the copy wrote them.  The rows deleted since leave no trace
+ * but their keys' absence: the keys of both sides are counted in ranges of
+ * 2^shift keys (the key shifted right), at most 2^REPAIR_RANGE_BITS of
+ * them over the keys' span, in one statement on each side, both servers
+ * counting at once where the source's is another.  A range whose counts
+ * differ and that holds more than REPAIR_READ_ROWS rows is counted again
+ * in narrower ranges; the keys of the others are read through the key's
+ * index, a chunk's worth at a time, and the keys that one side lacks are
+ * repaired.  So neither side hashes or ships a row that did not change,
+ * and memory holds a chunk and, for each level, the counts of
+ * 2^REPAIR_RANGE_BITS ranges.
+ *
+ * It relies on the target holding what the job wrote: a row changed on the
+ * target alone, with its key kept, is not seen.  all_rows compares every
+ * row instead, as does a job whose start is not known.
+ */
+#define REPAIR_RANGE_BITS 14
+#define REPAIR_READ_ROWS 1000
+
+/*
+ * The settings of a transaction of the short way, until
+ * tools_restore_settings() with the level returned: the styles of text
+ * (tools_fix_style()), and no JIT: its statements scan every key with a
+ * cheap expression, or many ranges of a few, and compiling them would cost
+ * more than it saves.
+ */
+static int
+repair_settings(void)
+{
+	int			level = tools_fix_style();
+
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
+/*
+ * Keys of the rows written on the source since transaction xid, the next
+ * at most chunk after *after (NULL: from the first), into keys, in order.
+ */
+static int64
+changed_keys(RepairState *rs, const char *xid, const Datum *after,
+			 Datum *keys)
 {
 	ToolsJob   *job = &rs->job;
+	Oid			types[2] = {TEXTOID, job->keys[0].type};
+	Datum		values[2];
+	int64		n;
+	int64		i;
+	bool		isnull;
+
+	if (job->source_foreign)
+		return tools_remote_changed_keys(job, xid, after, rs->chunk, keys,
+										 rs->cxt);
+	values[0] = CStringGetTextDatum(xid);
+	values[1] = after != NULL ? after[0] : (Datum) 0;
+	n = tools_execute(tools_changed_keys_sql(job->source_name, job->keys[0].name,
+											 after != NULL, rs->chunk),
+					  after != NULL ? 2 : 1, types, values, NULL, SPI_OK_SELECT);
+	for (i = 0; i < n; i++)
+		keys[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+								1, &isnull);
+	return n;
+}
+
+/* Repair the rows of some keys of the job's range, n at most chunk. */
+static void
+repair_keys(RepairState *rs, Datum *keys, int64 n, int64 *counts)
+{
+	repair_statement(rs, range_params(&rs->job), false, false,
+					 keys_array_sql(rs, keys, n), counts);
+}
+
+/* The key of the job on one side, as written in its statements. */
+static const char *
+key_sql(RepairState *rs, bool target)
+{
+	ToolsKeyColumn *key = &rs->job.keys[0];
+
+	return target ? key->target_expr : key->name;
+}
+
+/*
+ * The smallest and the largest key of the job's range on one side, into
+ * lo and hi, widening what they hold where any is set.
+ */
+static void
+key_span(RepairState *rs, bool target, int64 *lo, int64 *hi, bool *any)
+{
+	ToolsJob   *job = &rs->job;
+	const char *key = key_sql(rs, target);
+	SPIPlanPtr	plan;
+	bool		isnull;
+	int64		v;
+
+	plan = prepare_range(job, tools_range_sql(job,
+											  psprintf("pg_catalog.min(%s)::pg_catalog.int8,"
+													   " pg_catalog.max(%s)::pg_catalog.int8",
+													   key, key),
+											  false, false, target));
+	reading_target = target;
+	tools_execute_plan(plan, range_params(job), false, SPI_OK_SELECT);
+	reading_target = false;
+	v = DatumGetInt64(tools_result_value(1, &isnull));
+	if (!isnull)
+	{
+		*lo = *any ? Min(*lo, v) : v;
+		v = DatumGetInt64(tools_result_value(2, &isnull));
+		*hi = *any ? Max(*hi, v) : v;
+		*any = true;
+	}
+	SPI_freeplan(plan);
+}
+
+/*
+ * The parameters of a statement on the keys from a to b: the job's part,
+ * and a - 1 as the lower end where the key's type has a key below a.
+ */
+static ParamListInfo
+span_params(RepairState *rs, int64 a, int64 b, bool *lower)
+{
+	ToolsJob   *job = &rs->job;
+	ParamListInfo params = range_params(job);
+	int64		min = job->keys[0].type == INT2OID ? PG_INT16_MIN :
+		job->keys[0].type == INT4OID ? PG_INT32_MIN : PG_INT64_MIN;
+
+	*lower = a > min;
+	if (*lower)
+	{
+		params->params[PARAM_LAST(job, 0)].value = tools_int64_key(job, a - 1);
+		params->params[PARAM_LAST(job, 0)].isnull = false;
+	}
+	params->params[PARAM_UPPER(job, 0)].value = tools_int64_key(job, b);
+	params->params[PARAM_UPPER(job, 0)].isnull = false;
+	return params;
+}
+
+/* The first and the last key of range r of 2^shift keys, within a to b. */
+static void
+range_ends(int64 r, int shift, int64 a, int64 b, int64 *first, int64 *last)
+{
+	*first = Max(a, r * ((int64) 1 << shift));
+	if (pg_add_s64_overflow(r * ((int64) 1 << shift), ((int64) 1 << shift) - 1, last) ||
+		*last > b)
+		*last = b;
+}
+
+/*
+ * Read a statement's rows of two int8 columns (a range and its count) into
+ * arrays in chunk_cxt that grow as needed.
+ */
+static int64
+read_counts(RepairState *rs, Portal portal, bool target, int64 **ranges,
+			int64 **counts)
+{
+	int64		n = 0;
+	int64		size = 1024;
+	uint64		row;
+	bool		isnull;
+
+	*ranges = MemoryContextAlloc(rs->chunk_cxt, sizeof(int64) * size);
+	*counts = MemoryContextAlloc(rs->chunk_cxt, sizeof(int64) * size);
+	reading_target = target;
+	do
+	{
+		SPI_cursor_fetch(portal, true, REPAIR_FETCH_ROWS);
+		for (row = 0; row < SPI_processed; row++)
+		{
+			if (n == size)
+			{
+				size *= 2;
+				*ranges = repalloc(*ranges, sizeof(int64) * size);
+				*counts = repalloc(*counts, sizeof(int64) * size);
+			}
+			(*ranges)[n] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[row],
+													   SPI_tuptable->tupdesc, 1, &isnull));
+			(*counts)[n] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[row],
+													   SPI_tuptable->tupdesc, 2, &isnull));
+			n++;
+		}
+		SPI_freetuptable(SPI_tuptable);
+	} while (SPI_processed == REPAIR_FETCH_ROWS);
+	SPI_cursor_close(portal);
+	reading_target = false;
+	return n;
+}
+
+/*
+ * Count the keys from a to b on both sides in ranges of 2^shift keys: each
+ * side's ranges (their numbers, the key shifted right) and counts, in no
+ * order, into arrays in chunk_cxt.  A postgres_fdw source's server counts
+ * its side over the job's own connection while this one counts the
+ * target's.
+ */
+static void
+span_counts(RepairState *rs, int64 a, int64 b, int shift, int64 **ranges,
+			int64 **counts, int64 *n)
+{
+	ToolsJob   *job = &rs->job;
+	MemoryContext cxt = AllocSetContextCreate(rs->chunk_cxt, "tools repair statement",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+	SPIPlanPtr	plans[2];
+	ParamListInfo params[2];
+	bool		remote;
+	bool		lower;
+	int			side;
+
+	for (side = 0; side < 2; side++)
+	{
+		params[side] = span_params(rs, a, b, &lower);
+		plans[side] = SPI_prepare_cursor(psprintf("%s GROUP BY 1",
+												  tools_range_sql(job,
+																  psprintf("%s::pg_catalog.int8 OPERATOR(pg_catalog.>>) %d,"
+																		   " pg_catalog.count(*)",
+																		   key_sql(rs, side == 1), shift),
+																  lower, true, side == 1)),
+										 NUM_PARAMS(job), tools_param_types(job),
+										 CURSOR_OPT_CUSTOM_PLAN);
+		if (plans[side] == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	}
+	SPI_keepplan(plans[0]);		/* postgres_fdw's plan is looked at in it */
+	remote = job->source_foreign &&
+		tools_remote_send(job, plans[0], params[0], rs->cxt);
+	n[1] = read_counts(rs, SPI_cursor_open_with_paramlist(NULL, plans[1], params[1], false),
+					   true, &ranges[1], &counts[1]);
+	if (remote)
+		n[0] = tools_remote_int8s(job, &ranges[0], &counts[0], rs->chunk_cxt);
+	else
+		n[0] = read_counts(rs, SPI_cursor_open_with_paramlist(NULL, plans[0], params[0], false),
+						   false, &ranges[0], &counts[0]);
+	SPI_freeplan(plans[0]);
+	SPI_freeplan(plans[1]);
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextDelete(cxt);
+}
+
+static int
+int64_order(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Sort ranges (numbers) and their counts by number: a hash aggregate
+ * returns them in no order, and ORDER BY would make the planner sort the
+ * rows rather than hash them, as it takes every key for a range of its own.
+ */
+static void
+sort_pairs(int64 *ranges, int64 *counts, int64 n)
+{
+	int64	   *pairs = palloc(sizeof(int64) * 2 * Max(n, 1));
+	int64		i;
+
+	for (i = 0; i < n; i++)
+	{
+		pairs[2 * i] = ranges[i];
+		pairs[2 * i + 1] = counts[i];
+	}
+	qsort(pairs, n, sizeof(int64) * 2, int64_order);
+	for (i = 0; i < n; i++)
+	{
+		ranges[i] = pairs[2 * i];
+		counts[i] = pairs[2 * i + 1];
+	}
+	pfree(pairs);
+}
+
+/*
+ * The keys of one side within some key ranges (tools_range_keys_sql(), the
+ * ranges' first and last keys as bigint arrays in text), read here.
+ */
+static int64
+range_keys(RepairState *rs, bool target, const char *firsts,
+		   const char *lasts, int64 **keys)
+{
+	ToolsJob   *job = &rs->job;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(firsts), CStringGetTextDatum(lasts)};
+
+	int64		n;
+	uint64		row;
+	bool		isnull;
+
+	reading_target = target;
+	n = tools_execute(tools_range_keys_sql(target ? job->target_name : job->source_name,
+										   key_sql(rs, target)),
+					  2, types, values, NULL, SPI_OK_SELECT);
+	reading_target = false;
+	*keys = MemoryContextAlloc(rs->chunk_cxt, sizeof(int64) * Max(n, 1));
+	for (row = 0; row < n; row++)
+		(*keys)[row] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[row],
+												   SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	return n;
+}
+
+/*
+ * Read the keys of some ranges of 2^shift keys within a to b (numbers, n
+ * of them, in order) on both sides, each range through the key's index,
+ * and repair the keys that one side has and the other lacks, a chunk of
+ * them to a statement.  Adds what it did to total.  Keys outside the
+ * job's range or condition may be read too: the repair statements leave
+ * them alone.
+ */
+static void
+repair_ranges(RepairState *rs, int64 a, int64 b, int shift,
+			  const int64 *ranges, int64 n, int64 *total)
+{
+	ToolsJob   *job = &rs->job;
+	StringInfoData firsts;
+	StringInfoData lasts;
+	int64	   *keys[2];
+	int64		nkeys[2];
+	int64		i = 0;
+	int64		j = 0;
+	int64		k;
+	int64		ndiffer = 0;
+	bool		remote;
+
+	/* Each run of adjacent ranges as one key range. */
+	initStringInfo(&firsts);
+	initStringInfo(&lasts);
+	for (k = 0; k < n; k++)
+	{
+		int64		first;
+		int64		last;
+		int64		ignored;
+
+		range_ends(ranges[k], shift, a, b, &first, &ignored);
+		while (k + 1 < n && ranges[k + 1] == ranges[k] + 1)
+			k++;
+		range_ends(ranges[k], shift, a, b, &ignored, &last);
+		appendStringInfo(&firsts, "%s%lld", firsts.len > 0 ? "," : "{", (long long) first);
+		appendStringInfo(&lasts, "%s%lld", lasts.len > 0 ? "," : "{", (long long) last);
+	}
+	appendStringInfoChar(&firsts, '}');
+	appendStringInfoChar(&lasts, '}');
+
+	/* A postgres_fdw source's server reads its side meanwhile. */
+	remote = job->source_foreign &&
+		tools_remote_send_keys(job, firsts.data, lasts.data, rs->cxt);
+	nkeys[1] = range_keys(rs, true, firsts.data, lasts.data, &keys[1]);
+	if (remote)
+		nkeys[0] = tools_remote_int8s(job, &keys[0], NULL, rs->chunk_cxt);
+	else
+		nkeys[0] = range_keys(rs, false, firsts.data, lasts.data, &keys[0]);
+	pfree(firsts.data);
+	pfree(lasts.data);
+	qsort(keys[0], nkeys[0], sizeof(int64), int64_order);
+	qsort(keys[1], nkeys[1], sizeof(int64), int64_order);
+
+	for (;;)
+	{
+		bool		end = i == nkeys[0] && j == nkeys[1];
+
+		if (!end && (j == nkeys[1] || (i < nkeys[0] && keys[0][i] < keys[1][j])))
+			rs->differ[ndiffer++] = tools_int64_key(job, keys[0][i++]);
+		else if (!end && (i == nkeys[0] || keys[1][j] < keys[0][i]))
+			rs->differ[ndiffer++] = tools_int64_key(job, keys[1][j++]);
+		else if (!end)
+		{
+			i++;
+			j++;
+		}
+		if (ndiffer > 0 && (ndiffer == rs->chunk || end))
+		{
+			int64		c[3];
+
+			repair_keys(rs, rs->differ, ndiffer, c);
+			for (k = 0; k < 3; k++)
+				total[k] += c[k];
+			ndiffer = 0;
+		}
+		if (end)
+			break;
+	}
+	pfree(keys[0]);
+	pfree(keys[1]);
+}
+
+/*
+ * Compare the keys from a to b on both sides, counted in ranges of 2^shift
+ * keys (at most 2^REPAIR_RANGE_BITS of them), each closer look at the
+ * ranges whose counts differ in a transaction of its own (the counts only
+ * say where to look: the repair statements compare what they write).
+ */
+static void
+repair_span(RepairState *rs, int64 a, int64 b, int shift)
+{
+	ToolsJob   *job = &rs->job;
+	int64	   *ranges[2];
+	int64	   *counts[2];
+	int64		n[2];
+	int64	   *group;
+	int64		ngroup = 0;
+	int64		rows = 0;
+	int64		ndiffer = 0;
+	int64		i = 0;
+	int64		j = 0;
+	int64		total[3] = {0, 0, 0};
+	int			level;
+
+	tools_connect_nonatomic();
+	level = repair_settings();
+	span_counts(rs, a, b, shift, ranges, counts, n);
+	tools_restore_settings(level);
+	tools_commit_and_finish();
+	sort_pairs(ranges[0], counts[0], n[0]);
+	sort_pairs(ranges[1], counts[1], n[1]);
+
+	group = MemoryContextAlloc(rs->chunk_cxt, sizeof(int64) * Max(n[0] + n[1], 1));
+	for (;;)
+	{
+		bool		end = i == n[0] && j == n[1];
+		int64		r = 0;
+		int64		size = 0;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!end && (j == n[1] || (i < n[0] && ranges[0][i] < ranges[1][j])))
+		{
+			r = ranges[0][i];
+			size = counts[0][i++];
+		}
+		else if (!end && (i == n[0] || ranges[1][j] < ranges[0][i]))
+		{
+			r = ranges[1][j];
+			size = counts[1][j++];
+		}
+		else if (!end && counts[0][i++] != counts[1][j++])
+		{
+			r = ranges[0][i - 1];
+			size = Max(counts[0][i - 1], counts[1][j - 1]);
+		}
+		else if (!end)
+			continue;
+
+		/* The group so far, before it outgrows a chunk, and at the end. */
+		if (ngroup > 0 && (end || rows + size > rs->chunk))
+		{
+			tools_connect_nonatomic();
+			level = repair_settings();
+			repair_ranges(rs, a, b, shift, group, ngroup, total);
+			tools_restore_settings(level);
+			tools_commit_and_finish();
+			ngroup = 0;
+			rows = 0;
+		}
+		if (end)
+			break;
+		if (size > REPAIR_READ_ROWS && shift > 0)
+		{
+			int64		first;
+			int64		last;
+
+			range_ends(r, shift, a, b, &first, &last);
+			repair_span(rs, first, last, Max(0, shift - REPAIR_RANGE_BITS));
+			continue;
+		}
+		group[ngroup++] = r;
+		rows += size;
+		ndiffer++;
+	}
+	pfree(group);
+	for (i = 0; i < 2; i++)
+	{
+		pfree(ranges[i]);
+		pfree(counts[i]);
+	}
+	if (ndiffer == 0)
+		return;
+	rs->chunks += ndiffer;
+	ereport(DEBUG1,
+			(errmsg("tools job %lld: keys from %lld to %lld: %lld ranges of %lld keys differed in their counts: %lld rows missing, %lld extra and %lld changed, repaired",
+					(long long) job->job_id, (long long) a, (long long) b,
+					(long long) ndiffer, (long long) 1 << shift,
+					(long long) total[2], (long long) total[0],
+					(long long) total[1])));
+}
+
+/*
+ * The short way, where it applies: true when it repaired the job's range,
+ * false when the job must be compared row by row.  since is where the
+ * source stood when the copy, or the last repair, began; now, where it
+ * stands.
+ */
+static bool
+repair_since(RepairState *rs, const ToolsSnapshot *since,
+			 const ToolsSnapshot *now)
+{
+	ToolsJob   *job = &rs->job;
+	char	   *xid = psprintf("%u", (uint32) since->xmin);
+	Datum		last = (Datum) 0;
+	bool		after = false;
+	bool		any = false;
+	int64		lo = 0;
+	int64		hi = 0;
+	int64		n;
+	int			shift = 0;
+	int			level;
+
+	/* age() compares within 2^31 transactions: well within, or not at all. */
+	if (!job->integer_key || now->system != since->system ||
+		now->xmin < since->xmin || now->xmax - since->xmin >= ((int64) 1 << 30))
+		return false;
+
+	/* The rows written since, a chunk of keys at a time. */
+	do
+	{
+		CHECK_FOR_INTERRUPTS();
+		tools_connect_nonatomic();
+		level = repair_settings();
+		n = changed_keys(rs, xid, after ? &last : NULL, rs->differ);
+		if (n > 0)
+		{
+			int64		c[3];
+
+			repair_keys(rs, rs->differ, n, c);
+			ereport(DEBUG1,
+					(errmsg("tools job %lld: %lld rows written on %s since the copy, from key %s: %lld rows missing, %lld extra and %lld changed, repaired",
+							(long long) job->job_id, (long long) n,
+							job->source_name,
+							tools_key_string(job, &rs->differ[0]),
+							(long long) c[2], (long long) c[0],
+							(long long) c[1])));
+			last = rs->differ[n - 1];
+			after = true;
+			rs->written += n;
+		}
+		tools_restore_settings(level);
+		tools_commit_and_finish();
+		MemoryContextReset(rs->chunk_cxt);
+	} while (n == rs->chunk);
+
+	/*
+	 * The keys of both sides, counted in ranges over their span, as few
+	 * levels of it as 2^REPAIR_RANGE_BITS ranges allow.
+	 */
+	tools_connect_nonatomic();
+	level = repair_settings();
+	key_span(rs, false, &lo, &hi, &any);
+	key_span(rs, true, &lo, &hi, &any);
+	tools_restore_settings(level);
+	tools_commit_and_finish();
+	while (any && shift < 62 &&
+		   (double) (hi >> shift) - (double) (lo >> shift) >= (double) (1 << REPAIR_RANGE_BITS))
+		shift++;
+	if (any)
+		repair_span(rs, lo, hi, shift);
+	return true;
+}
+
+/*
+ * Compare, and repair where it differs, one completed job's range: the
+ * short way (repair_since()) where since, where the source stood when the
+ * copy or the last repair began, is known and all_rows is not set;
+ * otherwise row by row, a chunk at a time.  Where the source stands now is
+ * recorded once the range is repaired, for the next call.
+ */
+static void
+repair_job(RepairState *rs, const ToolsSnapshot *since, bool all_rows)
+{
+	ToolsJob   *job = &rs->job;
+	ToolsSnapshot now;
+	bool		known;
+	bool		short_way;
+	bool		differed;
 	int			level;
 	int			k;
 
@@ -819,7 +1411,16 @@ repair_job(RepairState *rs)
 	rs->target.keys = MemoryContextAlloc(rs->cxt, sizeof(Datum) * job->nkeys * rs->chunk);
 	rs->target.hashes = MemoryContextAlloc(rs->cxt, sizeof(int64) * rs->chunk);
 	rs->differ = MemoryContextAlloc(rs->cxt, sizeof(Datum) * job->nkeys * 2 * rs->chunk);
-	while (!rs->done)
+
+	tools_connect_nonatomic();
+	known = tools_source_snapshot(job, &now, rs->cxt);
+	tools_commit_and_finish();
+	short_way = !all_rows && since != NULL && known &&
+		repair_since(rs, since, &now);
+	if (!short_way)
+		elog(DEBUG1, "tools job %lld compares every row of its range",
+			 (long long) job->job_id);
+	while (!short_way && !rs->done)
 	{
 		CHECK_FOR_INTERRUPTS();
 		tools_connect_nonatomic();
@@ -829,18 +1430,41 @@ repair_job(RepairState *rs)
 		tools_commit_and_finish();
 		MemoryContextReset(rs->chunk_cxt);
 	}
+
+	differed = rs->chunks > 0 || rs->missing + rs->extra + rs->changed > 0;
+	tools_connect_nonatomic();
 	/* Rows inserted or updated may hold larger values of its sequences. */
-	if (rs->chunks > 0 && job->sequences)
+	if (differed && job->sequences && tools_has_sequences(job))
+		tools_set_sequences(job);
+	if (known)
 	{
-		tools_connect_nonatomic();
-		if (tools_has_sequences(job))
-			tools_set_sequences(job);
-		tools_commit_and_finish();
+		Oid			types[3] = {INT8OID, INT8OID, INT8OID};
+		Datum		values[3] = {Int64GetDatum(job->job_id),
+		Int64GetDatum(now.xmin), Int64GetDatum(now.system)};
+
+		tools_execute("UPDATE " TOOLS_SCHEMA ".job SET source_xmin = $2, source_system = $3"
+					  " WHERE job_id OPERATOR(pg_catalog.=) $1",
+					  3, types, values, NULL, SPI_OK_UPDATE);
 	}
-	if (rs->chunks == 0)
+	tools_commit_and_finish();
+
+	if (!differed && short_way)
+		ereport(NOTICE,
+				(errmsg("tools job %lld: %s equals %s in the job's range: in the %lld rows written on the source since the copy, and in the keys of both sides",
+						(long long) job->job_id, job->target_name,
+						job->source_name, (long long) rs->written)));
+	else if (!differed)
 		ereport(NOTICE,
 				(errmsg("tools job %lld: %s equals %s in the job's range",
 						(long long) job->job_id, job->target_name, job->source_name)));
+	else if (short_way)
+		ereport(NOTICE,
+				(errmsg("tools job %lld: %s differed from %s: %lld rows missing, %lld extra and %lld changed, now as in the source; read: the %lld rows written on the source since the copy, and the keys of %lld ranges whose counts differed",
+						(long long) job->job_id, job->target_name,
+						job->source_name,
+						(long long) rs->missing, (long long) rs->extra,
+						(long long) rs->changed, (long long) rs->written,
+						(long long) rs->chunks)));
 	else
 		ereport(NOTICE,
 				(errmsg("tools job %lld: %s differed from %s in %lld key ranges of up to %d rows: %lld rows missing, %lld extra and %lld changed, now as in the source",
@@ -852,7 +1476,7 @@ repair_job(RepairState *rs)
 
 PG_FUNCTION_INFO_V1(tools_repair);
 
-/* CALL tools.repair(run_id bigint DEFAULT NULL) */
+/* CALL tools.repair(run_id bigint DEFAULT NULL, all_rows boolean DEFAULT false) */
 Datum
 tools_repair(PG_FUNCTION_ARGS)
 {
@@ -862,6 +1486,7 @@ tools_repair(PG_FUNCTION_ARGS)
 	uint64		njobs;
 	uint64		i;
 	int64	   *job_ids;
+	bool		all_rows = PG_NARGS() > 1 && !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
 	ErrorContextCallback errcb;
 
 	if (!tools_called_nonatomic(fcinfo))
@@ -898,13 +1523,16 @@ tools_repair(PG_FUNCTION_ARGS)
 		Datum		values[1] = {Int64GetDatum(job_ids[i])};
 		bool		completed;
 		bool		isnull;
+		bool		since_null[2];
+		ToolsSnapshot since;
 
 		rs->cxt = cxt;
 		tools_lock_job(job_ids[i], &tag);
 		PG_TRY();
 		{
 			tools_connect_nonatomic();
-			if (tools_execute("SELECT " TOOLS_JOB_COLUMNS ", j.state OPERATOR(pg_catalog.=) 'completed'"
+			if (tools_execute("SELECT " TOOLS_JOB_COLUMNS ", j.state OPERATOR(pg_catalog.=) 'completed',"
+							  " j.source_xmin, j.source_system"
 							  TOOLS_JOB_FROM " WHERE j.job_id OPERATOR(pg_catalog.=) $1",
 							  1, types, values, NULL, SPI_OK_SELECT) != 1)
 				ereport(ERROR,
@@ -918,6 +1546,14 @@ tools_repair(PG_FUNCTION_ARGS)
 												   SPI_tuptable->tupdesc,
 												   TOOLS_JOB_NCOLUMNS + 1,
 												   &isnull));
+			since.xmin = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc,
+													 TOOLS_JOB_NCOLUMNS + 2,
+													 &since_null[0]));
+			since.system = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+													   SPI_tuptable->tupdesc,
+													   TOOLS_JOB_NCOLUMNS + 3,
+													   &since_null[1]));
 			MemoryContextSwitchTo(cxt);
 			tools_describe_job(&rs->job);
 			tools_check_target_writer(&rs->job, 0,
@@ -941,7 +1577,8 @@ tools_repair(PG_FUNCTION_ARGS)
 						 errhint("CALL tools.start(%lld) copies the rest of it; repair it once it has completed.",
 								 (long long) rs->job.job_id)));
 			else
-				repair_job(rs);
+				repair_job(rs, since_null[0] || since_null[1] ? NULL : &since,
+						   all_rows);
 			error_context_stack = errcb.previous;
 		}
 		PG_FINALLY();
