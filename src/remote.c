@@ -161,14 +161,14 @@ mapping_exists(Oid user, Oid server)
 							  ObjectIdGetDatum(server));
 }
 
+static void close_conn(RemoteConn *c);
+
 /*
  * What keeps a job from opening a connection of its own to its source's
  * server, or NULL when nothing does: the source must be a postgres_fdw
  * foreign table, and the role may connect as postgres_fdw would let it.
  * Fills in r.
  */
-static void close_conn(RemoteConn *c);
-
 static const char *
 source_obstacle(const ToolsJob *job, ToolsRemote *r)
 {
@@ -572,6 +572,28 @@ remote_connect(const ToolsJob *job, ToolsRemote *r, RemoteConn *c)
 }
 
 /*
+ * Send a statement over one of the job's connections to its source's
+ * server, made first where it is not open yet, without waiting: with
+ * parameters (as text), or, with none, as a command.
+ */
+static void
+remote_send(const ToolsJob *job, ToolsRemote *r, RemoteConn *c,
+			const char *sql, int nparams, const char *const *params)
+{
+	if (c->conn == NULL)
+		remote_connect(job, r, c);
+	if (nparams == 0)
+		send_command(c, sql);
+	else
+	{
+		c->sql = sql;
+		if (!PQsendQueryParams(c->conn, sql, nparams, NULL, params, NULL,
+							   NULL, 0))
+			remote_error(c, NULL);
+	}
+}
+
+/*
  * The foreign scan that is the whole of a plan, everything evaluated on
  * the source's server, with the rights the plan would check if it ran
  * here checked; or NULL, and why not.
@@ -969,9 +991,7 @@ tools_remote_prefetch(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params)
 		r->no_prefetch = true;
 		return false;
 	}
-	if (r->bounds.conn == NULL)
-		remote_connect(job, r, &r->bounds);
-	send_command(&r->bounds, sql);
+	remote_send(job, r, &r->bounds, sql, 0, NULL);
 	return true;
 }
 
@@ -1048,9 +1068,7 @@ tools_remote_send(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 			 (long long) job->job_id, job->source_name, why);
 		return false;
 	}
-	if (r->copy.conn == NULL)
-		remote_connect(job, r, &r->copy);
-	send_command(&r->copy, sql);
+	remote_send(job, r, &r->copy, sql, 0, NULL);
 	return true;
 }
 
@@ -1332,12 +1350,7 @@ remote_ask(ToolsJob *job, const char *sql, int nparams,
 	}
 	PG_TRY();
 	{
-		if (r->copy.conn == NULL)
-			remote_connect(job, r, &r->copy);
-		r->copy.sql = sql;
-		if (!PQsendQueryParams(r->copy.conn, sql, nparams, NULL, params, NULL,
-							   NULL, 0))
-			remote_error(&r->copy, NULL);
+		remote_send(job, r, &r->copy, sql, nparams, params);
 		res = last_result(&r->copy, PGRES_TUPLES_OK);
 		r->copy.sql = NULL;
 	}
@@ -1428,12 +1441,9 @@ tools_remote_send_keys(ToolsJob *job, const char *firsts, const char *lasts,
 
 	if (r == NULL)
 		return false;
-	if (r->copy.conn == NULL)
-		remote_connect(job, r, &r->copy);
-	r->copy.sql = tools_range_keys_sql(remote_table_sql(job), remote_key_sql(job));
-	if (!PQsendQueryParams(r->copy.conn, r->copy.sql, 2, NULL, params, NULL,
-						   NULL, 0))
-		remote_error(&r->copy, NULL);
+	remote_send(job, r, &r->copy,
+				tools_range_keys_sql(remote_table_sql(job), remote_key_sql(job)),
+				2, params);
 	return true;
 }
 

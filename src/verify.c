@@ -1062,6 +1062,24 @@ span_counts(RepairState *rs, int64 a, int64 b, int shift, int64 **ranges,
 	MemoryContextDelete(cxt);
 }
 
+/*
+ * The next step of a merge of two ascending int64 arrays, a at i and b at
+ * j: -1 where a's value comes first, 1 where b's, 0 where they are equal,
+ * 2 at the end of both.
+ */
+static int
+merge_next(const int64 *a, int64 na, int64 i, const int64 *b, int64 nb,
+		   int64 j)
+{
+	if (i == na && j == nb)
+		return 2;
+	if (j == nb || (i < na && a[i] < b[j]))
+		return -1;
+	if (i == na || b[j] < a[i])
+		return 1;
+	return 0;
+}
+
 static int
 int64_order(const void *a, const void *b)
 {
@@ -1182,13 +1200,14 @@ repair_ranges(RepairState *rs, int64 a, int64 b, int shift,
 
 	for (;;)
 	{
-		bool		end = i == nkeys[0] && j == nkeys[1];
+		int			step = merge_next(keys[0], nkeys[0], i, keys[1], nkeys[1], j);
+		bool		end = step == 2;
 
-		if (!end && (j == nkeys[1] || (i < nkeys[0] && keys[0][i] < keys[1][j])))
+		if (step < 0)
 			rs->differ[ndiffer++] = tools_int64_key(job, keys[0][i++]);
-		else if (!end && (i == nkeys[0] || keys[1][j] < keys[0][i]))
+		else if (step == 1)
 			rs->differ[ndiffer++] = tools_int64_key(job, keys[1][j++]);
-		else if (!end)
+		else if (step == 0)
 		{
 			i++;
 			j++;
@@ -1242,27 +1261,28 @@ repair_span(RepairState *rs, int64 a, int64 b, int shift)
 	group = MemoryContextAlloc(rs->chunk_cxt, sizeof(int64) * Max(n[0] + n[1], 1));
 	for (;;)
 	{
-		bool		end = i == n[0] && j == n[1];
+		int			step = merge_next(ranges[0], n[0], i, ranges[1], n[1], j);
+		bool		end = step == 2;
 		int64		r = 0;
 		int64		size = 0;
 
 		CHECK_FOR_INTERRUPTS();
-		if (!end && (j == n[1] || (i < n[0] && ranges[0][i] < ranges[1][j])))
+		if (step < 0)
 		{
 			r = ranges[0][i];
 			size = counts[0][i++];
 		}
-		else if (!end && (i == n[0] || ranges[1][j] < ranges[0][i]))
+		else if (step == 1)
 		{
 			r = ranges[1][j];
 			size = counts[1][j++];
 		}
-		else if (!end && counts[0][i++] != counts[1][j++])
+		else if (step == 0 && counts[0][i++] != counts[1][j++])
 		{
 			r = ranges[0][i - 1];
 			size = Max(counts[0][i - 1], counts[1][j - 1]);
 		}
-		else if (!end)
+		else if (step == 0)
 			continue;
 
 		/* The group so far, before it outgrows a chunk, and at the end. */
