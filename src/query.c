@@ -607,7 +607,10 @@ append_repair_where(StringInfo buf, const ToolsJob *job, bool lower,
  * deleted, those whose key both have updated where their text differs, and
  * the source's rows whose key the target lacks inserted.  Rows that did not
  * change stay as they are, so that no foreign key's action fires for them.
- * Returns the rows deleted, updated and inserted.
+ * Each updated row is found by a join (a lookup per row in the source's
+ * rows would cost their number squared).  Returns the rows deleted,
+ * updated and inserted, and the keys that the source's rows hold more than
+ * once, for which the caller fails the statement.
  */
 char *
 tools_repair_sql(const ToolsJob *job, bool lower, bool upper,
@@ -616,25 +619,40 @@ tools_repair_sql(const ToolsJob *job, bool lower, bool upper,
 	StringInfoData buf;
 	StringInfoData match;
 	StringInfoData where;
+	StringInfoData umatch;
 	StringInfoData scols;
+	StringInfoData ucols;
 	StringInfoData tcols;
 	const char *name;
 	int			i;
 
+	/*
+	 * The update joins the source's rows as one column, whose name no
+	 * unqualified column of the range's WHERE clause can mean.
+	 */
 	initStringInfo(&match);
+	initStringInfo(&umatch);
 	for (i = 0; i < job->nkeys; i++)
+	{
 		appendStringInfo(&match, "%ss.%s OPERATOR(pg_catalog.=) t.%s",
 						 i > 0 ? " AND " : "", job->keys[i].name,
 						 job->keys[i].name);
+		appendStringInfo(&umatch, " AND (s.tools_source_row).%s OPERATOR(pg_catalog.=) t.%s",
+						 job->keys[i].name, job->keys[i].name);
+	}
 	initStringInfo(&where);
 	append_repair_where(&where, job, lower, upper, keys, true);
 	initStringInfo(&scols);
+	initStringInfo(&ucols);
 	initStringInfo(&tcols);
 	for (i = 0; i < job->ncolumns; i++)
 	{
+		const char *sep = i > 0 ? ", " : "";
+
 		name = quote_identifier(get_attname(job->target, job->target_attnums[i], false));
-		appendStringInfo(&scols, "%ss.%s", scols.len > 0 ? ", " : "", name);
-		appendStringInfo(&tcols, "%st.%s", tcols.len > 0 ? ", " : "", name);
+		appendStringInfo(&scols, "%ss.%s", sep, name);
+		appendStringInfo(&ucols, "%s(s.tools_source_row).%s", sep, name);
+		appendStringInfo(&tcols, "%st.%s", sep, name);
 	}
 
 	initStringInfo(&buf);
@@ -644,19 +662,23 @@ tools_repair_sql(const ToolsJob *job, bool lower, bool upper,
 	appendStringInfo(&buf, "), d AS (DELETE FROM %s AS t%s AND NOT EXISTS"
 					 " (SELECT FROM s WHERE %s) RETURNING 1)",
 					 job->target_name, where.data, match.data);
-	appendStringInfo(&buf, ", u AS (UPDATE %s AS t SET (%s) = (SELECT %s FROM s WHERE %s)%s"
-					 " AND EXISTS (SELECT FROM s WHERE %s AND ROW(%s)::pg_catalog.text"
-					 " IS DISTINCT FROM ROW(%s)::pg_catalog.text) RETURNING 1)",
-					 job->target_name, job->columns, scols.data, match.data,
-					 where.data, match.data, scols.data, tcols.data);
+	appendStringInfo(&buf, ", u AS (UPDATE %s AS t SET (%s) = ROW(%s)"
+					 " FROM (SELECT s AS tools_source_row FROM s) AS s%s%s"
+					 " AND ROW(%s)::pg_catalog.text IS DISTINCT FROM ROW(%s)::pg_catalog.text"
+					 " RETURNING 1)",
+					 job->target_name, job->columns, ucols.data, where.data,
+					 umatch.data, ucols.data, tcols.data);
 	appendStringInfo(&buf, ", i AS (INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE"
 					 " SELECT %s FROM s WHERE NOT EXISTS (SELECT FROM %s AS t%s AND %s)"
 					 " RETURNING 1)",
 					 job->target_name, job->columns, scols.data, job->target_name,
 					 where.data, match.data);
-	appendStringInfoString(&buf, " SELECT (SELECT pg_catalog.count(*) FROM d),"
-						   " (SELECT pg_catalog.count(*) FROM u),"
-						   " (SELECT pg_catalog.count(*) FROM i)");
+	appendStringInfo(&buf, " SELECT (SELECT pg_catalog.count(*) FROM d),"
+					 " (SELECT pg_catalog.count(*) FROM u),"
+					 " (SELECT pg_catalog.count(*) FROM i),"
+					 " (SELECT pg_catalog.count(*) FROM (SELECT FROM s GROUP BY %s"
+					 " HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1) AS twice)",
+					 tools_key_list(job, ""));
 	return buf.data;
 }
 

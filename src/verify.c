@@ -704,7 +704,8 @@ keys_array_sql(RepairState *rs, Datum *keys, int64 n)
  * Run a repair statement on a part of the job's range (tools_repair_sql():
  * the key range that lower and upper bound, with params, or the keys of an
  * SQL array), and count what it did: the rows deleted, updated and
- * inserted, into counts, and into the call's sums.
+ * inserted, into counts, and into the call's sums.  A key that the
+ * source's rows there hold more than once fails it, which undoes it.
  */
 static void
 repair_statement(RepairState *rs, ParamListInfo params, bool lower,
@@ -713,6 +714,7 @@ repair_statement(RepairState *rs, ParamListInfo params, bool lower,
 	ToolsJob   *job = &rs->job;
 	SPIPlanPtr	plan;
 	bool		isnull;
+	int64		twice;
 	int			i;
 
 	plan = prepare_range(job, tools_repair_sql(job, lower, upper,
@@ -720,6 +722,17 @@ repair_statement(RepairState *rs, ParamListInfo params, bool lower,
 	tools_execute_plan(plan, params, false, SPI_OK_SELECT);
 	for (i = 0; i < 3; i++)
 		counts[i] = DatumGetInt64(tools_result_value(i + 1, &isnull));
+	twice = DatumGetInt64(tools_result_value(4, &isnull));
+	if (twice > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("tools job %lld cannot repair %s: its key is not unique in %s",
+						(long long) job->job_id, job->target_name,
+						job->source_name),
+				 errdetail_plural("%lld key of the rows being repaired is held by more than one row of the source; the statement changed nothing.",
+								  "%lld keys of the rows being repaired are each held by more than one row of the source; the statement changed nothing.",
+								  twice, (long long) twice),
+				 errhint("Make the key unique in the source, or name a key that is unique in tools.config, then call tools.repair() again.")));
 	SPI_freeplan(plan);
 	rs->extra += counts[0];
 	rs->changed += counts[1];
@@ -1487,11 +1500,14 @@ repair_job(RepairState *rs, const ToolsSnapshot *since, bool all_rows)
 						(long long) rs->chunks)));
 	else
 		ereport(NOTICE,
-				(errmsg("tools job %lld: %s differed from %s in %lld key ranges of up to %d rows: %lld rows missing, %lld extra and %lld changed, now as in the source",
-						(long long) job->job_id, job->target_name,
-						job->source_name, (long long) rs->chunks, rs->chunk,
-						(long long) rs->missing, (long long) rs->extra,
-						(long long) rs->changed)));
+				(errmsg_plural("tools job %lld: %s differed from %s in %lld key range of up to %d rows: %lld rows missing, %lld extra and %lld changed, now as in the source",
+							   "tools job %lld: %s differed from %s in %lld key ranges of up to %d rows: %lld rows missing, %lld extra and %lld changed, now as in the source",
+							   (unsigned long) rs->chunks,
+							   (long long) job->job_id, job->target_name,
+							   job->source_name, (long long) rs->chunks,
+							   rs->chunk, (long long) rs->missing,
+							   (long long) rs->extra,
+							   (long long) rs->changed)));
 }
 
 PG_FUNCTION_INFO_V1(tools_repair);
