@@ -77,6 +77,9 @@ SELECT public.differing('source.r', 'public.r', 'id, v, n') AS r,
 -- span hold 16,384 keys; the one of keys 0 to 16,383, which holds more than
 -- 1,000 rows, differs in its count and is counted again in ranges of one
 -- key), a run of rows extra on the target and one deleted on the source.
+-- Both tables vacuumed, as a copy days old is: each side's keys are counted
+-- range by range through the key's index.
+VACUUM ANALYZE source.r, public.r;
 INSERT INTO source.r SELECT -g, 'below', -g FROM generate_series(706, 1405) g;
 INSERT INTO source.r VALUES (200000000, 'far', 0);
 INSERT INTO public.r SELECT g, 'extra', g FROM generate_series(40001, 40300) g;
@@ -101,6 +104,26 @@ INSERT INTO source.rs (v) SELECT 'new' || g FROM generate_series(1, 10) g;
 CALL tools.repair();
 INSERT INTO public.rs (v) VALUES ('after the cutover') RETURNING id;
 DROP TABLE source.rs, public.rs;
+
+-- A key that is not unique in the source fails the repair statement that
+-- meets it, and nothing of that statement changes (row 60, changed in the
+-- same statement, stays as it was).  The source has no index on its key:
+-- its keys are counted in one pass, the target's through its index.
+CREATE TABLE source.rd (id int, v text);
+INSERT INTO source.rd SELECT g, 'v' || g FROM generate_series(1, 100) g;
+CREATE TABLE public.rd (id int PRIMARY KEY, v text);
+INSERT INTO tools.config (source, target, pkey, batchsize) VALUES ('source.rd', 'public.rd', 'id', 50);
+SELECT statement FROM tools.run('{public.rd}') \gexec
+VACUUM ANALYZE public.rd;
+DELETE FROM source.rd WHERE id = 7;
+SET client_min_messages = debug1;
+CALL tools.repair();
+RESET client_min_messages;
+INSERT INTO source.rd VALUES (50, 'twice');
+UPDATE source.rd SET v = 'changed' WHERE id = 60;
+CALL tools.repair();
+SELECT id, v FROM public.rd WHERE id IN (7, 50, 60) ORDER BY id;
+DROP TABLE source.rd, public.rd;
 
 -- It commits: not inside a transaction block.
 BEGIN;

@@ -706,6 +706,20 @@ tools_changed_keys_sql(const char *relation, const char *key, bool after,
 					(long long) limit);
 }
 
+/* The key ranges of tools_range_keys_sql() and tools_range_counts_sql(). */
+#define RANGES_FROM \
+	" FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[])," \
+	" pg_catalog.unnest($2::pg_catalog.int8[])) AS tools_ranges(f, l)"
+
+/* A relation's rows within one of those ranges, found through its key. */
+static char *
+range_rows_sql(const char *relation, const char *key)
+{
+	return psprintf("FROM %s AS tools_rel WHERE %s OPERATOR(pg_catalog.>=) tools_ranges.f"
+					" AND %s OPERATOR(pg_catalog.<=) tools_ranges.l",
+					relation, key, key);
+}
+
 /*
  * The keys of a relation (its key as bigint) within some key ranges: the
  * first and the last key of each as two bigint arrays, $1 and $2, each
@@ -715,12 +729,22 @@ tools_changed_keys_sql(const char *relation, const char *key, bool after,
 char *
 tools_range_keys_sql(const char *relation, const char *key)
 {
-	return psprintf("SELECT tools_keys.k FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
-					" pg_catalog.unnest($2::pg_catalog.int8[])) AS tools_ranges(f, l),"
-					" LATERAL (SELECT %s::pg_catalog.int8 AS k FROM %s AS tools_rel"
-					" WHERE %s OPERATOR(pg_catalog.>=) tools_ranges.f"
-					" AND %s OPERATOR(pg_catalog.<=) tools_ranges.l) AS tools_keys",
-					key, relation, key, key);
+	return psprintf("SELECT tools_keys.k" RANGES_FROM ","
+					" LATERAL (SELECT %s::pg_catalog.int8 AS k %s) AS tools_keys",
+					key, range_rows_sql(relation, key));
+}
+
+/*
+ * The number of a relation's rows within each of the same key ranges:
+ * each range's first key and its count, in the ranges' order, each range
+ * counted through the key's index (TOOLS_KEY_INDEXED_SQL says where that
+ * reads the index alone).
+ */
+char *
+tools_range_counts_sql(const char *relation, const char *key)
+{
+	return psprintf("SELECT tools_ranges.f, (SELECT pg_catalog.count(*) %s)" RANGES_FROM,
+					range_rows_sql(relation, key));
 }
 
 /* Count the rows of the job that no key range can reach. */

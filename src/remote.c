@@ -1074,7 +1074,7 @@ tools_remote_send(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 
 /*
  * The rows of the statement that tools_remote_send() or
- * tools_remote_send_keys() sent: each its first column, and with seconds
+ * tools_remote_send_ranges() sent: each its first column, and with seconds
  * its second, as int8, into arrays made in cxt.  Returns the rows.
  */
 int64
@@ -1426,15 +1426,17 @@ remote_key_sql(const ToolsJob *job)
 }
 
 /*
- * Send the statement that reads the postgres_fdw source's keys within some
- * key ranges (tools_range_keys_sql(), the first and the last key of each
- * as bigint arrays in text) over the job's own connection (made in cxt),
- * without waiting; the rows come with tools_remote_int8s().  False, having
- * sent nothing, where the job cannot connect of its own.
+ * Send a statement on the postgres_fdw source's key within some key
+ * ranges (ranges_sql: tools_range_keys_sql() or tools_range_counts_sql(),
+ * the first and the last key of each range as bigint arrays in text) over
+ * the job's own connection (made in cxt), without waiting; the rows come
+ * with tools_remote_int8s().  False, having sent nothing, where the job
+ * cannot connect of its own.
  */
 bool
-tools_remote_send_keys(ToolsJob *job, const char *firsts, const char *lasts,
-					   MemoryContext cxt)
+tools_remote_send_ranges(ToolsJob *job, ToolsRangesSql ranges_sql,
+						 const char *firsts, const char *lasts,
+						 MemoryContext cxt)
 {
 	ToolsRemote *r = own_remote(job, "reads the keys of %s through postgres_fdw: %s", cxt);
 	const char *params[2] = {firsts, lasts};
@@ -1442,9 +1444,30 @@ tools_remote_send_keys(ToolsJob *job, const char *firsts, const char *lasts,
 	if (r == NULL)
 		return false;
 	remote_send(job, r, &r->copy,
-				tools_range_keys_sql(remote_table_sql(job), remote_key_sql(job)),
+				ranges_sql(remote_table_sql(job), remote_key_sql(job)),
 				2, params);
 	return true;
+}
+
+/*
+ * Whether the postgres_fdw source's remote table is best counted range by
+ * range through the index of its key (TOOLS_KEY_INDEXED_SQL), as its
+ * server tells over the job's own connection (made in cxt); false where it
+ * cannot be asked.
+ */
+bool
+tools_remote_key_indexed(ToolsJob *job, MemoryContext cxt)
+{
+	const char *params[2] = {remote_table_sql(job), remote_key_sql(job)};
+	PGresult   *res = remote_ask(job, TOOLS_KEY_INDEXED_SQL, 2, params, cxt);
+	bool		indexed;
+
+	if (res == NULL)
+		return false;
+	indexed = PQntuples(res) == 1 && PQnfields(res) == 1 &&
+		strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	return indexed;
 }
 
 /*
@@ -1581,8 +1604,15 @@ tools_remote_send(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 }
 
 bool
-tools_remote_send_keys(ToolsJob *job, const char *firsts, const char *lasts,
-					   MemoryContext cxt)
+tools_remote_send_ranges(ToolsJob *job, ToolsRangesSql ranges_sql,
+						 const char *firsts, const char *lasts,
+						 MemoryContext cxt)
+{
+	return false;
+}
+
+bool
+tools_remote_key_indexed(ToolsJob *job, MemoryContext cxt)
 {
 	return false;
 }

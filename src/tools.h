@@ -186,6 +186,29 @@ typedef struct ToolsSnapshot
 	" FROM pg_catalog.pg_class AS c" \
 	" WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1))"
 
+/*
+ * Whether the keys of a table are best counted range by range through an
+ * index (tools_range_counts_sql()): the table named $1 has a valid btree
+ * index, not partial, whose first column is the one named $2 (as an SQL
+ * identifier), and its visibility map, as its statistics last saw it,
+ * covers at least half its pages, so that the index alone answers for
+ * most of its rows.  Asked here, or on a source's server.
+ */
+#define TOOLS_KEY_INDEXED_SQL \
+	"SELECT EXISTS (SELECT FROM pg_catalog.pg_index AS i" \
+	" JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) i.indrelid" \
+	" JOIN pg_catalog.pg_class AS ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid" \
+	" JOIN pg_catalog.pg_am AS am ON am.oid OPERATOR(pg_catalog.=) ic.relam" \
+	" JOIN pg_catalog.pg_attribute AS a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid" \
+	" AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]" \
+	" WHERE i.indrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)" \
+	" AND pg_catalog.quote_ident(a.attname) OPERATOR(pg_catalog.=) $2" \
+	" AND i.indisvalid AND i.indpred IS NULL" \
+	" AND am.amname OPERATOR(pg_catalog.=) 'btree'" \
+	" AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,m}'::pg_catalog.\"char\"[])" \
+	" AND c.relpages OPERATOR(pg_catalog.>) 0" \
+	" AND (c.relallvisible OPERATOR(pg_catalog.*) 2) OPERATOR(pg_catalog.>=) c.relpages)"
+
 /* bulk.c */
 typedef struct BulkDest BulkDest;
 extern const char *tools_bulk_obstacle(const ToolsJob *job);
@@ -249,8 +272,11 @@ extern bool tools_remote_hash_send(ToolsJob *job, SPIPlanPtr plan,
 extern void tools_remote_hash_result(ToolsJob *job, char **values);
 extern bool tools_remote_send(ToolsJob *job, SPIPlanPtr plan,
 							  ParamListInfo params, MemoryContext cxt);
-extern bool tools_remote_send_keys(ToolsJob *job, const char *firsts,
-								   const char *lasts, MemoryContext cxt);
+typedef char *(*ToolsRangesSql) (const char *relation, const char *key);
+extern bool tools_remote_send_ranges(ToolsJob *job, ToolsRangesSql ranges_sql,
+									 const char *firsts, const char *lasts,
+									 MemoryContext cxt);
+extern bool tools_remote_key_indexed(ToolsJob *job, MemoryContext cxt);
 extern int64 tools_remote_int8s(ToolsJob *job, int64 **firsts,
 								int64 **seconds, MemoryContext cxt);
 extern void tools_remote_consume(ToolsJob *job);
@@ -303,6 +329,7 @@ extern char *tools_repair_sql(const ToolsJob *job, bool lower, bool upper,
 extern char *tools_changed_keys_sql(const char *relation, const char *key,
 									bool after, int64 limit);
 extern char *tools_range_keys_sql(const char *relation, const char *key);
+extern char *tools_range_counts_sql(const char *relation, const char *key);
 extern bool tools_source_snapshot(ToolsJob *job, ToolsSnapshot *snap,
 								  MemoryContext keep);
 extern char *tools_bound_sql(const ToolsJob *job, bool lower, bool last);

@@ -515,6 +515,9 @@ typedef struct RepairState
 	int64		changed;		/* rows updated */
 	int64		missing;		/* rows inserted */
 	int64		written;		/* rows written on the source since the copy */
+	bool		by_index[2];	/* the source's and the target's keys are
+								 * counted through the key's index
+								 * (key_indexed()) */
 } RepairState;
 
 #define SIDE_KEY(job, side, row) (&(side)->keys[(row) * (job)->nkeys])
@@ -1024,12 +1027,132 @@ read_counts(RepairState *rs, Portal portal, bool target, int64 **ranges,
 	return n;
 }
 
+/* One key range more, its first and its last key, in two bigint arrays. */
+static void
+append_range(StringInfo firsts, StringInfo lasts, int64 first, int64 last)
+{
+	appendStringInfo(firsts, "%s%lld", firsts->len > 0 ? "," : "{", (long long) first);
+	appendStringInfo(lasts, "%s%lld", lasts->len > 0 ? "," : "{", (long long) last);
+}
+
+/*
+ * Whether one side's keys are counted range by range through the key's
+ * index (TOOLS_KEY_INDEXED_SQL, asked where the side is): not for a job
+ * with a condition, which the ranges' statement leaves out.
+ */
+static bool
+key_indexed(RepairState *rs, bool target)
+{
+	ToolsJob   *job = &rs->job;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	bool		isnull;
+
+	if (job->condition != NULL)
+		return false;
+	if (!target && job->source_foreign)
+		return tools_remote_key_indexed(job, rs->cxt);
+	values[0] = CStringGetTextDatum(target ? job->target_name : job->source_name);
+	values[1] = CStringGetTextDatum(key_sql(rs, target));
+	tools_execute(TOOLS_KEY_INDEXED_SQL, 2, types, values, NULL, SPI_OK_SELECT);
+	return DatumGetBool(tools_result_value(1, &isnull)) && !isnull;
+}
+
+/*
+ * The statement that counts one side's keys from a to b in ranges of
+ * 2^shift keys in one pass over its rows, grouped by the key shifted
+ * right, with its parameters.
+ */
+static SPIPlanPtr
+group_counts_plan(RepairState *rs, bool target, int64 a, int64 b, int shift,
+				  ParamListInfo *params)
+{
+	ToolsJob   *job = &rs->job;
+	SPIPlanPtr	plan;
+	bool		lower;
+
+	*params = span_params(rs, a, b, &lower);
+	plan = SPI_prepare_cursor(psprintf("%s GROUP BY 1",
+									   tools_range_sql(job,
+													   psprintf("%s::pg_catalog.int8 OPERATOR(pg_catalog.>>) %d,"
+																" pg_catalog.count(*)",
+																key_sql(rs, target), shift),
+													   lower, true, target)),
+							  NUM_PARAMS(job), tools_param_types(job),
+							  CURSOR_OPT_CUSTOM_PLAN);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	return plan;
+}
+
+/*
+ * Count one side's keys here: range by range through the key's index
+ * (rs->by_index, the ranges as firsts and lasts), or grouped in one pass.
+ */
+static int64
+local_counts(RepairState *rs, bool target, int64 a, int64 b, int shift,
+			 const char *firsts, const char *lasts, int64 **ranges,
+			 int64 **counts)
+{
+	ToolsJob   *job = &rs->job;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(firsts), CStringGetTextDatum(lasts)};
+	SPIPlanPtr	plan = NULL;
+	ParamListInfo params;
+	Portal		portal;
+	int64		n;
+
+	if (rs->by_index[target])
+		portal = SPI_cursor_open_with_args(NULL,
+										   tools_range_counts_sql(target ? job->target_name : job->source_name,
+																  key_sql(rs, target)),
+										   2, types, values, NULL, false, 0);
+	else
+	{
+		plan = group_counts_plan(rs, target, a, b, shift, &params);
+		portal = SPI_cursor_open_with_paramlist(NULL, plan, params, false);
+	}
+	n = read_counts(rs, portal, target, ranges, counts);
+	if (plan != NULL)
+		SPI_freeplan(plan);
+	return n;
+}
+
+/*
+ * Have a postgres_fdw source's server count its keys over the job's own
+ * connection, as local_counts() would here; false, having sent nothing,
+ * where it cannot.  Its counts come with tools_remote_int8s().
+ */
+static bool
+send_counts(RepairState *rs, int64 a, int64 b, int shift, const char *firsts,
+			const char *lasts)
+{
+	ToolsJob   *job = &rs->job;
+	SPIPlanPtr	plan;
+	ParamListInfo params;
+	bool		sent;
+
+	if (rs->by_index[0])
+	{
+		sent = tools_remote_send_ranges(job, tools_range_counts_sql, firsts,
+										lasts, rs->cxt);
+		rs->by_index[0] = sent;
+		if (sent)
+			return true;
+	}
+	plan = group_counts_plan(rs, false, a, b, shift, &params);
+	SPI_keepplan(plan);			/* postgres_fdw's plan is looked at in it */
+	sent = tools_remote_send(job, plan, params, rs->cxt);
+	SPI_freeplan(plan);
+	return sent;
+}
+
 /*
  * Count the keys from a to b on both sides in ranges of 2^shift keys: each
- * side's ranges (their numbers, the key shifted right) and counts, in no
- * order, into arrays in chunk_cxt.  A postgres_fdw source's server counts
- * its side over the job's own connection while this one counts the
- * target's.
+ * side's non-empty ranges (their numbers, the key shifted right) and
+ * counts, in no order, into arrays in chunk_cxt.  A postgres_fdw source's
+ * server counts its side over the job's own connection while this one
+ * counts the target's.
  */
 static void
 span_counts(RepairState *rs, int64 a, int64 b, int shift, int64 **ranges,
@@ -1039,38 +1162,52 @@ span_counts(RepairState *rs, int64 a, int64 b, int shift, int64 **ranges,
 	MemoryContext cxt = AllocSetContextCreate(rs->chunk_cxt, "tools repair statement",
 											  ALLOCSET_DEFAULT_SIZES);
 	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
-	SPIPlanPtr	plans[2];
-	ParamListInfo params[2];
+	StringInfoData firsts;
+	StringInfoData lasts;
 	bool		remote;
-	bool		lower;
+	int64		r;
 	int			side;
 
-	for (side = 0; side < 2; side++)
+	initStringInfo(&firsts);
+	initStringInfo(&lasts);
+	for (r = a >> shift; r <= b >> shift; r++)
 	{
-		params[side] = span_params(rs, a, b, &lower);
-		plans[side] = SPI_prepare_cursor(psprintf("%s GROUP BY 1",
-												  tools_range_sql(job,
-																  psprintf("%s::pg_catalog.int8 OPERATOR(pg_catalog.>>) %d,"
-																		   " pg_catalog.count(*)",
-																		   key_sql(rs, side == 1), shift),
-																  lower, true, side == 1)),
-										 NUM_PARAMS(job), tools_param_types(job),
-										 CURSOR_OPT_CUSTOM_PLAN);
-		if (plans[side] == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		int64		first;
+		int64		last;
+
+		range_ends(r, shift, a, b, &first, &last);
+		append_range(&firsts, &lasts, first, last);
 	}
-	SPI_keepplan(plans[0]);		/* postgres_fdw's plan is looked at in it */
+	appendStringInfoChar(&firsts, '}');
+	appendStringInfoChar(&lasts, '}');
+
 	remote = job->source_foreign &&
-		tools_remote_send(job, plans[0], params[0], rs->cxt);
-	n[1] = read_counts(rs, SPI_cursor_open_with_paramlist(NULL, plans[1], params[1], false),
-					   true, &ranges[1], &counts[1]);
+		send_counts(rs, a, b, shift, firsts.data, lasts.data);
+	n[1] = local_counts(rs, true, a, b, shift, firsts.data, lasts.data,
+						&ranges[1], &counts[1]);
 	if (remote)
 		n[0] = tools_remote_int8s(job, &ranges[0], &counts[0], rs->chunk_cxt);
 	else
-		n[0] = read_counts(rs, SPI_cursor_open_with_paramlist(NULL, plans[0], params[0], false),
-						   false, &ranges[0], &counts[0]);
-	SPI_freeplan(plans[0]);
-	SPI_freeplan(plans[1]);
+		n[0] = local_counts(rs, false, a, b, shift, firsts.data, lasts.data,
+							&ranges[0], &counts[0]);
+
+	/* A range counted through the index: its number, where not empty. */
+	for (side = 0; side < 2; side++)
+	{
+		int64		i;
+		int64		kept = 0;
+
+		if (!rs->by_index[side])
+			continue;
+		for (i = 0; i < n[side]; i++)
+		{
+			if (counts[side][i] == 0)
+				continue;
+			ranges[side][kept] = ranges[side][i] >> shift;
+			counts[side][kept++] = counts[side][i];
+		}
+		n[side] = kept;
+	}
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextDelete(cxt);
 }
@@ -1192,15 +1329,15 @@ repair_ranges(RepairState *rs, int64 a, int64 b, int shift,
 		while (k + 1 < n && ranges[k + 1] == ranges[k] + 1)
 			k++;
 		range_ends(ranges[k], shift, a, b, &ignored, &last);
-		appendStringInfo(&firsts, "%s%lld", firsts.len > 0 ? "," : "{", (long long) first);
-		appendStringInfo(&lasts, "%s%lld", lasts.len > 0 ? "," : "{", (long long) last);
+		append_range(&firsts, &lasts, first, last);
 	}
 	appendStringInfoChar(&firsts, '}');
 	appendStringInfoChar(&lasts, '}');
 
 	/* A postgres_fdw source's server reads its side meanwhile. */
 	remote = job->source_foreign &&
-		tools_remote_send_keys(job, firsts.data, lasts.data, rs->cxt);
+		tools_remote_send_ranges(job, tools_range_keys_sql, firsts.data,
+								 lasts.data, rs->cxt);
 	nkeys[1] = range_keys(rs, true, firsts.data, lasts.data, &keys[1]);
 	if (remote)
 		nkeys[0] = tools_remote_int8s(job, &keys[0], NULL, rs->chunk_cxt);
@@ -1403,8 +1540,16 @@ repair_since(RepairState *rs, const ToolsSnapshot *since,
 	level = repair_settings();
 	key_span(rs, false, &lo, &hi, &any);
 	key_span(rs, true, &lo, &hi, &any);
+	rs->by_index[0] = key_indexed(rs, false);
+	rs->by_index[1] = key_indexed(rs, true);
 	tools_restore_settings(level);
 	tools_commit_and_finish();
+	ereport(DEBUG1,
+			(errmsg("tools job %lld counts the keys of %s %s, and those of %s %s",
+					(long long) job->job_id, job->source_name,
+					rs->by_index[0] ? "range by range through its index" : "in one pass over its rows",
+					job->target_name,
+					rs->by_index[1] ? "range by range through its index" : "in one pass over its rows")));
 	while (any && shift < 62 &&
 		   (double) (hi >> shift) - (double) (lo >> shift) >= (double) (1 << REPAIR_RANGE_BITS))
 		shift++;
