@@ -610,11 +610,13 @@ append_repair_where(StringInfo buf, const ToolsJob *job, bool lower,
  * Each updated row is found by a join (a lookup per row in the source's
  * rows would cost their number squared).  Returns the rows deleted,
  * updated and inserted, and the keys that the source's rows hold more than
- * once, for which the caller fails the statement.
+ * once, for which the caller fails the statement; with deltas (a key of
+ * one integer column), then the keys of the rows deleted and of those
+ * inserted, as two bigint arrays.
  */
 char *
 tools_repair_sql(const ToolsJob *job, bool lower, bool upper,
-				 const char *source_list, const char *keys)
+				 const char *source_list, const char *keys, bool deltas)
 {
 	StringInfoData buf;
 	StringInfoData match;
@@ -624,6 +626,8 @@ tools_repair_sql(const ToolsJob *job, bool lower, bool upper,
 	StringInfoData ucols;
 	StringInfoData tcols;
 	const char *name;
+	const char *returning = deltas ?
+		psprintf("(%s)::pg_catalog.int8", job->keys[0].target_expr) : "1";
 	int			i;
 
 	/*
@@ -659,26 +663,28 @@ tools_repair_sql(const ToolsJob *job, bool lower, bool upper,
 	appendStringInfo(&buf, "WITH s AS MATERIALIZED (SELECT %s FROM %s",
 					 source_list, job->source_name);
 	append_repair_where(&buf, job, lower, upper, keys, false);
-	appendStringInfo(&buf, "), d AS (DELETE FROM %s AS t%s AND NOT EXISTS"
-					 " (SELECT FROM s WHERE %s) RETURNING 1)",
-					 job->target_name, where.data, match.data);
+	appendStringInfo(&buf, "), d(k) AS (DELETE FROM %s AS t%s AND NOT EXISTS"
+					 " (SELECT FROM s WHERE %s) RETURNING %s)",
+					 job->target_name, where.data, match.data, returning);
 	appendStringInfo(&buf, ", u AS (UPDATE %s AS t SET (%s) = ROW(%s)"
 					 " FROM (SELECT s AS tools_source_row FROM s) AS s%s%s"
 					 " AND ROW(%s)::pg_catalog.text IS DISTINCT FROM ROW(%s)::pg_catalog.text"
 					 " RETURNING 1)",
 					 job->target_name, job->columns, ucols.data, where.data,
 					 umatch.data, ucols.data, tcols.data);
-	appendStringInfo(&buf, ", i AS (INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE"
+	appendStringInfo(&buf, ", i(k) AS (INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE"
 					 " SELECT %s FROM s WHERE NOT EXISTS (SELECT FROM %s AS t%s AND %s)"
-					 " RETURNING 1)",
+					 " RETURNING %s)",
 					 job->target_name, job->columns, scols.data, job->target_name,
-					 where.data, match.data);
+					 where.data, match.data, returning);
 	appendStringInfo(&buf, " SELECT (SELECT pg_catalog.count(*) FROM d),"
 					 " (SELECT pg_catalog.count(*) FROM u),"
 					 " (SELECT pg_catalog.count(*) FROM i),"
 					 " (SELECT pg_catalog.count(*) FROM (SELECT FROM s GROUP BY %s"
 					 " HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1) AS twice)",
 					 tools_key_list(job, ""));
+	if (deltas)
+		appendStringInfoString(&buf, ", ARRAY(SELECT k FROM d), ARRAY(SELECT k FROM i)");
 	return buf.data;
 }
 

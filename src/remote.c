@@ -110,7 +110,8 @@ typedef struct ToolsRemote
 	bool		described;		/* binary is decided */
 	bool		binary;
 	RemoteConn	copy;			/* the batches' COPY */
-	RemoteConn	bounds;			/* the next batch's upper end, meanwhile */
+	RemoteConn	bounds;			/* the next batch's upper end, meanwhile; a
+								 * repair's second statement */
 	bool		no_prefetch;	/* the bound's plan did not fit */
 	bool		same_hash;		/* hash_record_extended() hashes alike there */
 
@@ -1044,15 +1045,27 @@ remote_position(List *attnums, AttrNumber attnum)
 }
 
 /*
+ * The job's own connection that a statement of a repair goes over: its
+ * first, or, with second, the other one, so that two statements run on
+ * the source's server at once.
+ */
+static RemoteConn *
+repair_conn(ToolsRemote *r, bool second)
+{
+	return second ? &r->bounds : &r->copy;
+}
+
+/*
  * Send a statement on a postgres_fdw source, planned here for these
- * parameters, to its server over the job's own connection (made in cxt),
- * without waiting: the caller works meanwhile, then takes the rows with
- * tools_remote_int8s().  False, having sent nothing, where the job cannot
- * connect of its own or the plan is more than one foreign scan.
+ * parameters, to its server over one of the job's own connections (made in
+ * cxt, repair_conn()), without waiting: the caller works meanwhile, then
+ * takes the rows with tools_remote_int8s().  False, having sent nothing,
+ * where the job cannot connect of its own or the plan is more than one
+ * foreign scan.
  */
 bool
 tools_remote_send(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
-				  MemoryContext cxt)
+				  bool second, MemoryContext cxt)
 {
 	ToolsRemote *r = own_remote(job, "counts the keys of %s on this server: %s", cxt);
 	const char *why;
@@ -1068,20 +1081,21 @@ tools_remote_send(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 			 (long long) job->job_id, job->source_name, why);
 		return false;
 	}
-	remote_send(job, r, &r->copy, sql, 0, NULL);
+	remote_send(job, r, repair_conn(r, second), sql, 0, NULL);
 	return true;
 }
 
 /*
  * The rows of the statement that tools_remote_send() or
- * tools_remote_send_ranges() sent: each its first column, and with seconds
- * its second, as int8, into arrays made in cxt.  Returns the rows.
+ * tools_remote_send_ranges() sent over the same connection: each its first
+ * column, and with seconds its second, as int8, into arrays made in cxt.
+ * Returns the rows.
  */
 int64
-tools_remote_int8s(ToolsJob *job, int64 **firsts, int64 **seconds,
-				   MemoryContext cxt)
+tools_remote_int8s(ToolsJob *job, bool second, int64 **firsts,
+				   int64 **seconds, MemoryContext cxt)
 {
-	RemoteConn *c = &job->remote->copy;
+	RemoteConn *c = repair_conn(job->remote, second);
 	PGresult   *res = last_result(c, PGRES_TUPLES_OK);
 	int64		n = PQntuples(res);
 	int64		row;
@@ -1429,13 +1443,13 @@ remote_key_sql(const ToolsJob *job)
  * Send a statement on the postgres_fdw source's key within some key
  * ranges (ranges_sql: tools_range_keys_sql() or tools_range_counts_sql(),
  * the first and the last key of each range as bigint arrays in text) over
- * the job's own connection (made in cxt), without waiting; the rows come
- * with tools_remote_int8s().  False, having sent nothing, where the job
- * cannot connect of its own.
+ * one of the job's own connections (made in cxt, repair_conn()), without
+ * waiting; the rows come with tools_remote_int8s().  False, having sent
+ * nothing, where the job cannot connect of its own.
  */
 bool
 tools_remote_send_ranges(ToolsJob *job, ToolsRangesSql ranges_sql,
-						 const char *firsts, const char *lasts,
+						 const char *firsts, const char *lasts, bool second,
 						 MemoryContext cxt)
 {
 	ToolsRemote *r = own_remote(job, "reads the keys of %s through postgres_fdw: %s", cxt);
@@ -1443,7 +1457,7 @@ tools_remote_send_ranges(ToolsJob *job, ToolsRangesSql ranges_sql,
 
 	if (r == NULL)
 		return false;
-	remote_send(job, r, &r->copy,
+	remote_send(job, r, repair_conn(r, second),
 				ranges_sql(remote_table_sql(job), remote_key_sql(job)),
 				2, params);
 	return true;
@@ -1500,33 +1514,47 @@ tools_remote_snapshot(ToolsJob *job, ToolsSnapshot *snap, MemoryContext keep)
 }
 
 /*
- * The keys of the postgres_fdw source's rows written since transaction
- * xid, the next at most limit after *after (NULL: from the first), into
- * keys, in the key's order (tools_changed_keys_sql(), on the remote table
- * and its column).  The job's key is one integer column.  Asked over the
- * job's own connection, made in cxt and kept for the questions after.
+ * Send the statement that reads the keys of the postgres_fdw source's rows
+ * written since transaction xid, the next at most limit after *after
+ * (NULL: from the first), in the key's order (tools_changed_keys_sql(), on
+ * the remote table and its column), over the job's own connection (made
+ * in cxt and kept for the statements after), without waiting: the keys
+ * come with tools_remote_changed_keys().  The job's key is one integer
+ * column.
+ */
+void
+tools_remote_send_changed(ToolsJob *job, const char *xid, const Datum *after,
+						  int64 limit, MemoryContext cxt)
+{
+	ToolsRemote *r = own_remote(job, "cannot ask the server of %s: %s", cxt);
+	const char *params[2];
+
+	if (r == NULL)
+		elog(ERROR, "tools job %lld cannot ask the server of %s for its changed rows",
+			 (long long) job->job_id, job->source_name);
+	params[0] = xid;
+	params[1] = after != NULL ? tools_key_text(&job->keys[0], after[0]) : NULL;
+	remote_send(job, r, &r->copy,
+				tools_changed_keys_sql(remote_table_sql(job), remote_key_sql(job),
+									   after != NULL, limit),
+				after != NULL ? 2 : 1, params);
+}
+
+/*
+ * The keys that the statement of tools_remote_send_changed() read, at most
+ * limit, into keys.  Returns how many.
  */
 int64
-tools_remote_changed_keys(ToolsJob *job, const char *xid, const Datum *after,
-						  int64 limit, Datum *keys, MemoryContext cxt)
+tools_remote_changed_keys(ToolsJob *job, int64 limit, Datum *keys)
 {
-	ToolsKeyColumn *key = &job->keys[0];
-	const char *params[2];
-	PGresult   *res;
+	RemoteConn *c = &job->remote->copy;
+	PGresult   *res = last_result(c, PGRES_TUPLES_OK);
 	int64		n;
 	int64		row;
 
-	params[0] = xid;
-	params[1] = after != NULL ? tools_key_text(key, after[0]) : NULL;
-	res = remote_ask(job, tools_changed_keys_sql(remote_table_sql(job),
-												 remote_key_sql(job),
-												 after != NULL, limit),
-					 after != NULL ? 2 : 1, params, cxt);
-	if (res == NULL)
-		elog(ERROR, "tools job %lld cannot ask the server of %s for its changed rows",
-			 (long long) job->job_id, job->source_name);
-	n = PQntuples(res);
-	if (PQnfields(res) != 1 || n > limit)
+	c->sql = NULL;
+	n = res != NULL ? PQntuples(res) : -1;
+	if (res == NULL || PQnfields(res) != 1 || n > limit)
 	{
 		PQclear(res);
 		elog(ERROR, "unexpected result of the changed rows statement on the server of %s",
@@ -1535,7 +1563,7 @@ tools_remote_changed_keys(ToolsJob *job, const char *xid, const Datum *after,
 	PG_TRY();
 	{
 		for (row = 0; row < n; row++)
-			keys[row] = tools_key_value(key, PQgetvalue(res, row, 0));
+			keys[row] = tools_key_value(&job->keys[0], PQgetvalue(res, row, 0));
 	}
 	PG_FINALLY();
 	{
@@ -1560,9 +1588,15 @@ tools_remote_snapshot(ToolsJob *job, ToolsSnapshot *snap, MemoryContext keep)
 }
 
 /* Never called: no source's snapshot is known. */
+void
+tools_remote_send_changed(ToolsJob *job, const char *xid, const Datum *after,
+						  int64 limit, MemoryContext cxt)
+{
+}
+
+/* Never called: no source's snapshot is known. */
 int64
-tools_remote_changed_keys(ToolsJob *job, const char *xid, const Datum *after,
-						  int64 limit, Datum *keys, MemoryContext cxt)
+tools_remote_changed_keys(ToolsJob *job, int64 limit, Datum *keys)
 {
 	return 0;
 }
@@ -1598,14 +1632,14 @@ tools_remote_hash_send(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
 
 bool
 tools_remote_send(ToolsJob *job, SPIPlanPtr plan, ParamListInfo params,
-				  MemoryContext cxt)
+				  bool second, MemoryContext cxt)
 {
 	return false;
 }
 
 bool
 tools_remote_send_ranges(ToolsJob *job, ToolsRangesSql ranges_sql,
-						 const char *firsts, const char *lasts,
+						 const char *firsts, const char *lasts, bool second,
 						 MemoryContext cxt)
 {
 	return false;
@@ -1619,8 +1653,8 @@ tools_remote_key_indexed(ToolsJob *job, MemoryContext cxt)
 
 /* Never called: nothing is sent. */
 int64
-tools_remote_int8s(ToolsJob *job, int64 **firsts, int64 **seconds,
-				   MemoryContext cxt)
+tools_remote_int8s(ToolsJob *job, bool second, int64 **firsts,
+				   int64 **seconds, MemoryContext cxt)
 {
 	return 0;
 }

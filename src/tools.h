@@ -271,13 +271,14 @@ extern bool tools_remote_hash_send(ToolsJob *job, SPIPlanPtr plan,
 								   const char **row_hash, MemoryContext cxt);
 extern void tools_remote_hash_result(ToolsJob *job, char **values);
 extern bool tools_remote_send(ToolsJob *job, SPIPlanPtr plan,
-							  ParamListInfo params, MemoryContext cxt);
+							  ParamListInfo params, bool second,
+							  MemoryContext cxt);
 typedef char *(*ToolsRangesSql) (const char *relation, const char *key);
 extern bool tools_remote_send_ranges(ToolsJob *job, ToolsRangesSql ranges_sql,
 									 const char *firsts, const char *lasts,
-									 MemoryContext cxt);
+									 bool second, MemoryContext cxt);
 extern bool tools_remote_key_indexed(ToolsJob *job, MemoryContext cxt);
-extern int64 tools_remote_int8s(ToolsJob *job, int64 **firsts,
+extern int64 tools_remote_int8s(ToolsJob *job, bool second, int64 **firsts,
 								int64 **seconds, MemoryContext cxt);
 extern void tools_remote_consume(ToolsJob *job);
 extern int64 tools_remote_keyed_result(ToolsJob *job, Datum *keys, int64 *hashes,
@@ -287,9 +288,11 @@ extern bool tools_remote_reads_target(ToolsJob *job);
 extern bool tools_fdw_points_here(const ToolsJob *job);
 extern bool tools_remote_snapshot(ToolsJob *job, ToolsSnapshot *snap,
 								  MemoryContext keep);
-extern int64 tools_remote_changed_keys(ToolsJob *job, const char *xid,
-									   const Datum *after, int64 limit,
-									   Datum *keys, MemoryContext cxt);
+extern void tools_remote_send_changed(ToolsJob *job, const char *xid,
+									  const Datum *after, int64 limit,
+									  MemoryContext cxt);
+extern int64 tools_remote_changed_keys(ToolsJob *job, int64 limit,
+									   Datum *keys);
 
 /* sequences.c */
 extern bool tools_has_sequences(const ToolsJob *job);
@@ -325,7 +328,8 @@ extern ParamListInfo tools_params(const ToolsJob *job, Datum part_lower,
 extern char *tools_range_sql(const ToolsJob *job, const char *list,
 							 bool lower, bool upper, bool target);
 extern char *tools_repair_sql(const ToolsJob *job, bool lower, bool upper,
-							  const char *source_list, const char *keys);
+							  const char *source_list, const char *keys,
+							  bool deltas);
 extern char *tools_changed_keys_sql(const char *relation, const char *key,
 									bool after, int64 limit);
 extern char *tools_range_keys_sql(const char *relation, const char *key);

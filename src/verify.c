@@ -496,6 +496,21 @@ typedef struct ChunkSide
 	int64	   *hashes;
 } ChunkSide;
 
+/*
+ * One side's keys from a to b counted in ranges of 2^shift keys: the
+ * numbers of the ranges that hold keys (a key shifted right), ascending,
+ * and their counts.
+ */
+typedef struct RangeCounts
+{
+	int64		a;
+	int64		b;
+	int			shift;
+	int64	   *ranges;
+	int64	   *counts;
+	int64		n;
+} RangeCounts;
+
 /* What a job's repair found and did. */
 typedef struct RepairState
 {
@@ -518,6 +533,11 @@ typedef struct RepairState
 	bool		by_index[2];	/* the source's and the target's keys are
 								 * counted through the key's index
 								 * (key_indexed()) */
+	bool		changed_sent;	/* the source's server reads the next changed
+								 * keys (changed_keys()) */
+	RangeCounts *deltas;		/* where set, the target's counts, which
+								 * repair statements add the keys they insert
+								 * to and take those they delete from */
 } RepairState;
 
 #define SIDE_KEY(job, side, row) (&(side)->keys[(row) * (job)->nkeys])
@@ -703,12 +723,106 @@ keys_array_sql(RepairState *rs, Datum *keys, int64 n)
 					format_type_extended(array_type, -1, FORMAT_TYPE_FORCE_QUALIFY));
 }
 
+static int
+int64_order(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Sort ranges (numbers) and their counts by number: a hash aggregate
+ * returns them in no order, and ORDER BY would make the planner sort the
+ * rows rather than hash them, as it takes every key for a range of its own.
+ */
+static void
+sort_pairs(int64 *ranges, int64 *counts, int64 n)
+{
+	int64	   *pairs = palloc(sizeof(int64) * 2 * Max(n, 1));
+	int64		i;
+
+	for (i = 0; i < n; i++)
+	{
+		pairs[2 * i] = ranges[i];
+		pairs[2 * i + 1] = counts[i];
+	}
+	qsort(pairs, n, sizeof(int64) * 2, int64_order);
+	for (i = 0; i < n; i++)
+	{
+		ranges[i] = pairs[2 * i];
+		counts[i] = pairs[2 * i + 1];
+	}
+	pfree(pairs);
+}
+
+/*
+ * Fold the keys that a repair statement deleted and inserted (two bigint
+ * arrays) into one side's counts, each key outside them left out: its
+ * range's count less one for each deleted, more one for each inserted.
+ */
+static void
+fold_deltas(RangeCounts *c, Datum deleted, Datum inserted)
+{
+	Datum		arrays[2] = {deleted, inserted};
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int64		kept = 0;
+	int64		i;
+	int			side;
+
+	get_typlenbyvalalign(INT8OID, &typlen, &typbyval, &typalign);
+	for (side = 0; side < 2; side++)
+	{
+		Datum	   *keys;
+		bool	   *nulls;
+		int			nkeys;
+		int			k;
+
+		deconstruct_array(DatumGetArrayTypeP(arrays[side]), INT8OID, typlen,
+						  typbyval, typalign, &keys, &nulls, &nkeys);
+		c->ranges = repalloc(c->ranges, sizeof(int64) * (c->n + nkeys + 1));
+		c->counts = repalloc(c->counts, sizeof(int64) * (c->n + nkeys + 1));
+		for (k = 0; k < nkeys; k++)
+		{
+			int64		key = DatumGetInt64(keys[k]);
+
+			if (nulls[k] || key < c->a || key > c->b)
+				continue;
+			c->ranges[c->n] = key >> c->shift;
+			c->counts[c->n++] = side == 0 ? -1 : 1;
+		}
+	}
+
+	/* Each range once, with the sum of its counts; none left empty. */
+	sort_pairs(c->ranges, c->counts, c->n);
+	for (i = 0; i < c->n; i++)
+	{
+		if (kept > 0 && c->ranges[kept - 1] == c->ranges[i])
+			c->counts[kept - 1] += c->counts[i];
+		else
+		{
+			if (kept > 0 && c->counts[kept - 1] == 0)
+				kept--;
+			c->ranges[kept] = c->ranges[i];
+			c->counts[kept++] = c->counts[i];
+		}
+	}
+	if (kept > 0 && c->counts[kept - 1] == 0)
+		kept--;
+	c->n = kept;
+}
+
 /*
  * Run a repair statement on a part of the job's range (tools_repair_sql():
  * the key range that lower and upper bound, with params, or the keys of an
  * SQL array), and count what it did: the rows deleted, updated and
- * inserted, into counts, and into the call's sums.  A key that the
- * source's rows there hold more than once fails it, which undoes it.
+ * inserted, into counts, and into the call's sums, and, where
+ * rs->deltas is set, the keys it deleted and inserted into those counts.
+ * A key that the source's rows there hold more than once fails it, which
+ * undoes it.
  */
 static void
 repair_statement(RepairState *rs, ParamListInfo params, bool lower,
@@ -721,7 +835,8 @@ repair_statement(RepairState *rs, ParamListInfo params, bool lower,
 	int			i;
 
 	plan = prepare_range(job, tools_repair_sql(job, lower, upper,
-											   source_columns(job), array));
+											   source_columns(job), array,
+											   rs->deltas != NULL));
 	tools_execute_plan(plan, params, false, SPI_OK_SELECT);
 	for (i = 0; i < 3; i++)
 		counts[i] = DatumGetInt64(tools_result_value(i + 1, &isnull));
@@ -736,6 +851,9 @@ repair_statement(RepairState *rs, ParamListInfo params, bool lower,
 								  "%lld keys of the rows being repaired are each held by more than one row of the source; the statement changed nothing.",
 								  twice, (long long) twice),
 				 errhint("Make the key unique in the source, or name a key that is unique in tools.config, then call tools.repair() again.")));
+	if (rs->deltas != NULL)
+		fold_deltas(rs->deltas, tools_result_value(5, &isnull),
+					tools_result_value(6, &isnull));
 	SPI_freeplan(plan);
 	rs->extra += counts[0];
 	rs->changed += counts[1];
@@ -878,7 +996,9 @@ repair_settings(void)
 
 /*
  * Keys of the rows written on the source since transaction xid, the next
- * at most chunk after *after (NULL: from the first), into keys, in order.
+ * at most chunk after *after (NULL: from the first), into keys, in order:
+ * a postgres_fdw source's server reads them, where rs->changed_sent says
+ * so from a statement sent before (tools_remote_send_changed()).
  */
 static int64
 changed_keys(RepairState *rs, const char *xid, const Datum *after,
@@ -892,8 +1012,12 @@ changed_keys(RepairState *rs, const char *xid, const Datum *after,
 	bool		isnull;
 
 	if (job->source_foreign)
-		return tools_remote_changed_keys(job, xid, after, rs->chunk, keys,
-										 rs->cxt);
+	{
+		if (!rs->changed_sent)
+			tools_remote_send_changed(job, xid, after, rs->chunk, rs->cxt);
+		rs->changed_sent = false;
+		return tools_remote_changed_keys(job, rs->chunk, keys);
+	}
 	values[0] = CStringGetTextDatum(xid);
 	values[1] = after != NULL ? after[0] : (Datum) 0;
 	n = tools_execute(tools_changed_keys_sql(job->source_name, job->keys[0].name,
@@ -911,6 +1035,47 @@ repair_keys(RepairState *rs, Datum *keys, int64 n, int64 *counts)
 {
 	repair_statement(rs, range_params(&rs->job), false, false,
 					 keys_array_sql(rs, keys, n), counts);
+}
+
+/*
+ * Repair the rows written on the source since transaction xid, a chunk of
+ * keys at a time, each in a transaction of its own.
+ */
+static void
+repair_written(RepairState *rs, const char *xid)
+{
+	ToolsJob   *job = &rs->job;
+	Datum		last = (Datum) 0;
+	bool		after = false;
+	int64		n;
+	int			level;
+
+	do
+	{
+		CHECK_FOR_INTERRUPTS();
+		tools_connect_nonatomic();
+		level = repair_settings();
+		n = changed_keys(rs, xid, after ? &last : NULL, rs->differ);
+		if (n > 0)
+		{
+			int64		c[3];
+
+			repair_keys(rs, rs->differ, n, c);
+			ereport(DEBUG1,
+					(errmsg("tools job %lld: %lld rows written on %s since the copy, from key %s: %lld rows missing, %lld extra and %lld changed, repaired",
+							(long long) job->job_id, (long long) n,
+							job->source_name,
+							tools_key_string(job, &rs->differ[0]),
+							(long long) c[2], (long long) c[0],
+							(long long) c[1])));
+			last = rs->differ[n - 1];
+			after = true;
+			rs->written += n;
+		}
+		tools_restore_settings(level);
+		tools_commit_and_finish();
+		MemoryContextReset(rs->chunk_cxt);
+	} while (n == rs->chunk);
 }
 
 /* The key of the job on one side, as written in its statements. */
@@ -989,19 +1154,19 @@ range_ends(int64 r, int shift, int64 a, int64 b, int64 *first, int64 *last)
 
 /*
  * Read a statement's rows of two int8 columns (a range and its count) into
- * arrays in chunk_cxt that grow as needed.
+ * arrays in cxt that grow as needed.
  */
 static int64
-read_counts(RepairState *rs, Portal portal, bool target, int64 **ranges,
-			int64 **counts)
+read_counts(Portal portal, bool target, int64 **ranges, int64 **counts,
+			MemoryContext cxt)
 {
 	int64		n = 0;
 	int64		size = 1024;
 	uint64		row;
 	bool		isnull;
 
-	*ranges = MemoryContextAlloc(rs->chunk_cxt, sizeof(int64) * size);
-	*counts = MemoryContextAlloc(rs->chunk_cxt, sizeof(int64) * size);
+	*ranges = MemoryContextAlloc(cxt, sizeof(int64) * size);
+	*counts = MemoryContextAlloc(cxt, sizeof(int64) * size);
 	reading_target = target;
 	do
 	{
@@ -1087,12 +1252,12 @@ group_counts_plan(RepairState *rs, bool target, int64 a, int64 b, int shift,
 
 /*
  * Count one side's keys here: range by range through the key's index
- * (rs->by_index, the ranges as firsts and lasts), or grouped in one pass.
+ * (rs->by_index, the ranges as firsts and lasts), or grouped in one pass;
+ * into c (its arrays made in cxt), as they come.
  */
-static int64
-local_counts(RepairState *rs, bool target, int64 a, int64 b, int shift,
-			 const char *firsts, const char *lasts, int64 **ranges,
-			 int64 **counts)
+static void
+local_counts(RepairState *rs, bool target, const char *firsts,
+			 const char *lasts, RangeCounts *c, MemoryContext cxt)
 {
 	ToolsJob   *job = &rs->job;
 	Oid			types[2] = {TEXTOID, TEXTOID};
@@ -1100,7 +1265,6 @@ local_counts(RepairState *rs, bool target, int64 a, int64 b, int shift,
 	SPIPlanPtr	plan = NULL;
 	ParamListInfo params;
 	Portal		portal;
-	int64		n;
 
 	if (rs->by_index[target])
 		portal = SPI_cursor_open_with_args(NULL,
@@ -1109,23 +1273,23 @@ local_counts(RepairState *rs, bool target, int64 a, int64 b, int shift,
 										   2, types, values, NULL, false, 0);
 	else
 	{
-		plan = group_counts_plan(rs, target, a, b, shift, &params);
+		plan = group_counts_plan(rs, target, c->a, c->b, c->shift, &params);
 		portal = SPI_cursor_open_with_paramlist(NULL, plan, params, false);
 	}
-	n = read_counts(rs, portal, target, ranges, counts);
+	c->n = read_counts(portal, target, &c->ranges, &c->counts, cxt);
 	if (plan != NULL)
 		SPI_freeplan(plan);
-	return n;
 }
 
 /*
- * Have a postgres_fdw source's server count its keys over the job's own
- * connection, as local_counts() would here; false, having sent nothing,
- * where it cannot.  Its counts come with tools_remote_int8s().
+ * Have a postgres_fdw source's server count its keys over the job's second
+ * connection, as local_counts() would here, into c's range; false, having
+ * sent nothing, where it cannot.  Its counts come with
+ * tools_remote_int8s().
  */
 static bool
-send_counts(RepairState *rs, int64 a, int64 b, int shift, const char *firsts,
-			const char *lasts)
+send_counts(RepairState *rs, const char *firsts, const char *lasts,
+			const RangeCounts *c)
 {
 	ToolsJob   *job = &rs->job;
 	SPIPlanPtr	plan;
@@ -1135,39 +1299,75 @@ send_counts(RepairState *rs, int64 a, int64 b, int shift, const char *firsts,
 	if (rs->by_index[0])
 	{
 		sent = tools_remote_send_ranges(job, tools_range_counts_sql, firsts,
-										lasts, rs->cxt);
+										lasts, true, rs->cxt);
 		rs->by_index[0] = sent;
 		if (sent)
 			return true;
 	}
-	plan = group_counts_plan(rs, false, a, b, shift, &params);
+	plan = group_counts_plan(rs, false, c->a, c->b, c->shift, &params);
 	SPI_keepplan(plan);			/* postgres_fdw's plan is looked at in it */
-	sent = tools_remote_send(job, plan, params, rs->cxt);
+	sent = tools_remote_send(job, plan, params, true, rs->cxt);
 	SPI_freeplan(plan);
 	return sent;
 }
 
 /*
- * Count the keys from a to b on both sides in ranges of 2^shift keys: each
- * side's non-empty ranges (their numbers, the key shifted right) and
- * counts, in no order, into arrays in chunk_cxt.  A postgres_fdw source's
- * server counts its side over the job's own connection while this one
- * counts the target's.
+ * One side's counts as the ranges' numbers, ascending: a range counted
+ * through the index comes as its first key, and empty ones come too.
  */
 static void
-span_counts(RepairState *rs, int64 a, int64 b, int shift, int64 **ranges,
-			int64 **counts, int64 *n)
+settle_counts(RepairState *rs, bool target, RangeCounts *c)
+{
+	int64		i;
+	int64		kept = 0;
+
+	if (rs->by_index[target])
+	{
+		for (i = 0; i < c->n; i++)
+		{
+			if (c->counts[i] == 0)
+				continue;
+			c->ranges[kept] = c->ranges[i] >> c->shift;
+			c->counts[kept++] = c->counts[i];
+		}
+		c->n = kept;
+	}
+	sort_pairs(c->ranges, c->counts, c->n);
+}
+
+/*
+ * Count the keys from a to b on both sides in ranges of 2^shift keys, into
+ * sides (the source's, then the target's; arrays made in cxt).  A
+ * postgres_fdw source's server counts its side over the job's second
+ * connection while this one counts the target's.
+ *
+ * With xid, the rows written on the source since that transaction are
+ * repaired after the target's keys are counted (repair_written()), and
+ * each repair statement folds the keys it deleted and inserted into the
+ * target's counts: a postgres_fdw source's server reads those rows over
+ * the job's first connection while both sides count, so that the counts
+ * cost no time of their own.  The counts compare as they would if the
+ * target had been counted after the repair.
+ */
+static void
+span_counts(RepairState *rs, int64 a, int64 b, int shift, const char *xid,
+			RangeCounts *sides, MemoryContext cxt)
 {
 	ToolsJob   *job = &rs->job;
-	MemoryContext cxt = AllocSetContextCreate(rs->chunk_cxt, "tools repair statement",
-											  ALLOCSET_DEFAULT_SIZES);
 	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
 	StringInfoData firsts;
 	StringInfoData lasts;
 	bool		remote;
 	int64		r;
+	int			level;
 	int			side;
 
+	for (side = 0; side < 2; side++)
+	{
+		sides[side].a = a;
+		sides[side].b = b;
+		sides[side].shift = shift;
+	}
 	initStringInfo(&firsts);
 	initStringInfo(&lasts);
 	for (r = a >> shift; r <= b >> shift; r++)
@@ -1181,35 +1381,40 @@ span_counts(RepairState *rs, int64 a, int64 b, int shift, int64 **ranges,
 	appendStringInfoChar(&firsts, '}');
 	appendStringInfoChar(&lasts, '}');
 
+	tools_connect_nonatomic();
+	level = repair_settings();
 	remote = job->source_foreign &&
-		send_counts(rs, a, b, shift, firsts.data, lasts.data);
-	n[1] = local_counts(rs, true, a, b, shift, firsts.data, lasts.data,
-						&ranges[1], &counts[1]);
-	if (remote)
-		n[0] = tools_remote_int8s(job, &ranges[0], &counts[0], rs->chunk_cxt);
-	else
-		n[0] = local_counts(rs, false, a, b, shift, firsts.data, lasts.data,
-							&ranges[0], &counts[0]);
-
-	/* A range counted through the index: its number, where not empty. */
-	for (side = 0; side < 2; side++)
+		send_counts(rs, firsts.data, lasts.data, &sides[0]);
+	if (xid != NULL && job->source_foreign)
 	{
-		int64		i;
-		int64		kept = 0;
+		tools_remote_send_changed(job, xid, NULL, rs->chunk, rs->cxt);
+		rs->changed_sent = true;
+	}
+	local_counts(rs, true, firsts.data, lasts.data, &sides[1], cxt);
+	settle_counts(rs, true, &sides[1]);
+	if (!remote)
+	{
+		local_counts(rs, false, firsts.data, lasts.data, &sides[0], cxt);
+		settle_counts(rs, false, &sides[0]);
+	}
+	tools_restore_settings(level);
+	tools_commit_and_finish();
+	pfree(firsts.data);
+	pfree(lasts.data);
 
-		if (!rs->by_index[side])
-			continue;
-		for (i = 0; i < n[side]; i++)
-		{
-			if (counts[side][i] == 0)
-				continue;
-			ranges[side][kept] = ranges[side][i] >> shift;
-			counts[side][kept++] = counts[side][i];
-		}
-		n[side] = kept;
+	if (xid != NULL)
+	{
+		rs->deltas = &sides[1];
+		repair_written(rs, xid);
+		rs->deltas = NULL;
+	}
+	if (remote)
+	{
+		sides[0].n = tools_remote_int8s(job, true, &sides[0].ranges,
+										&sides[0].counts, cxt);
+		settle_counts(rs, false, &sides[0]);
 	}
 	MemoryContextSwitchTo(oldcxt);
-	MemoryContextDelete(cxt);
 }
 
 /*
@@ -1228,40 +1433,6 @@ merge_next(const int64 *a, int64 na, int64 i, const int64 *b, int64 nb,
 	if (i == na || b[j] < a[i])
 		return 1;
 	return 0;
-}
-
-static int
-int64_order(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
-
-	return x < y ? -1 : x > y;
-}
-
-/*
- * Sort ranges (numbers) and their counts by number: a hash aggregate
- * returns them in no order, and ORDER BY would make the planner sort the
- * rows rather than hash them, as it takes every key for a range of its own.
- */
-static void
-sort_pairs(int64 *ranges, int64 *counts, int64 n)
-{
-	int64	   *pairs = palloc(sizeof(int64) * 2 * Max(n, 1));
-	int64		i;
-
-	for (i = 0; i < n; i++)
-	{
-		pairs[2 * i] = ranges[i];
-		pairs[2 * i + 1] = counts[i];
-	}
-	qsort(pairs, n, sizeof(int64) * 2, int64_order);
-	for (i = 0; i < n; i++)
-	{
-		ranges[i] = pairs[2 * i];
-		counts[i] = pairs[2 * i + 1];
-	}
-	pfree(pairs);
 }
 
 /*
@@ -1337,10 +1508,11 @@ repair_ranges(RepairState *rs, int64 a, int64 b, int shift,
 	/* A postgres_fdw source's server reads its side meanwhile. */
 	remote = job->source_foreign &&
 		tools_remote_send_ranges(job, tools_range_keys_sql, firsts.data,
-								 lasts.data, rs->cxt);
+								 lasts.data, false, rs->cxt);
 	nkeys[1] = range_keys(rs, true, firsts.data, lasts.data, &keys[1]);
 	if (remote)
-		nkeys[0] = tools_remote_int8s(job, &keys[0], NULL, rs->chunk_cxt);
+		nkeys[0] = tools_remote_int8s(job, false, &keys[0], NULL,
+									  rs->chunk_cxt);
 	else
 		nkeys[0] = range_keys(rs, false, firsts.data, lasts.data, &keys[0]);
 	pfree(firsts.data);
@@ -1383,11 +1555,15 @@ repair_ranges(RepairState *rs, int64 a, int64 b, int shift,
  * keys (at most 2^REPAIR_RANGE_BITS of them), each closer look at the
  * ranges whose counts differ in a transaction of its own (the counts only
  * say where to look: the repair statements compare what they write).
+ * With xid, the rows written since are repaired first (span_counts()).
  */
 static void
-repair_span(RepairState *rs, int64 a, int64 b, int shift)
+repair_span(RepairState *rs, int64 a, int64 b, int shift, const char *xid)
 {
 	ToolsJob   *job = &rs->job;
+	MemoryContext cxt = AllocSetContextCreate(rs->cxt, "tools repair counts",
+											  ALLOCSET_DEFAULT_SIZES);
+	RangeCounts sides[2];
 	int64	   *ranges[2];
 	int64	   *counts[2];
 	int64		n[2];
@@ -1400,15 +1576,16 @@ repair_span(RepairState *rs, int64 a, int64 b, int shift)
 	int64		total[3] = {0, 0, 0};
 	int			level;
 
-	tools_connect_nonatomic();
-	level = repair_settings();
-	span_counts(rs, a, b, shift, ranges, counts, n);
-	tools_restore_settings(level);
-	tools_commit_and_finish();
-	sort_pairs(ranges[0], counts[0], n[0]);
-	sort_pairs(ranges[1], counts[1], n[1]);
+	span_counts(rs, a, b, shift, xid, sides, cxt);
+	for (i = 0; i < 2; i++)
+	{
+		ranges[i] = sides[i].ranges;
+		counts[i] = sides[i].counts;
+		n[i] = sides[i].n;
+	}
+	i = 0;
 
-	group = MemoryContextAlloc(rs->chunk_cxt, sizeof(int64) * Max(n[0] + n[1], 1));
+	group = MemoryContextAlloc(cxt, sizeof(int64) * Max(n[0] + n[1], 1));
 	for (;;)
 	{
 		int			step = merge_next(ranges[0], n[0], i, ranges[1], n[1], j);
@@ -1454,19 +1631,14 @@ repair_span(RepairState *rs, int64 a, int64 b, int shift)
 			int64		last;
 
 			range_ends(r, shift, a, b, &first, &last);
-			repair_span(rs, first, last, Max(0, shift - REPAIR_RANGE_BITS));
+			repair_span(rs, first, last, Max(0, shift - REPAIR_RANGE_BITS), NULL);
 			continue;
 		}
 		group[ngroup++] = r;
 		rows += size;
 		ndiffer++;
 	}
-	pfree(group);
-	for (i = 0; i < 2; i++)
-	{
-		pfree(ranges[i]);
-		pfree(counts[i]);
-	}
+	MemoryContextDelete(cxt);
 	if (ndiffer == 0)
 		return;
 	rs->chunks += ndiffer;
@@ -1482,7 +1654,9 @@ repair_span(RepairState *rs, int64 a, int64 b, int shift)
  * The short way, where it applies: true when it repaired the job's range,
  * false when the job must be compared row by row.  since is where the
  * source stood when the copy, or the last repair, began; now, where it
- * stands.
+ * stands.  The rows written since are repaired by their keys, and the keys
+ * of both sides counted in ranges over their span, as few levels of it as
+ * 2^REPAIR_RANGE_BITS ranges allow, find the rest (repair_span()).
  */
 static bool
 repair_since(RepairState *rs, const ToolsSnapshot *since,
@@ -1490,12 +1664,9 @@ repair_since(RepairState *rs, const ToolsSnapshot *since,
 {
 	ToolsJob   *job = &rs->job;
 	char	   *xid = psprintf("%u", (uint32) since->xmin);
-	Datum		last = (Datum) 0;
-	bool		after = false;
 	bool		any = false;
 	int64		lo = 0;
 	int64		hi = 0;
-	int64		n;
 	int			shift = 0;
 	int			level;
 
@@ -1504,38 +1675,6 @@ repair_since(RepairState *rs, const ToolsSnapshot *since,
 		now->xmin < since->xmin || now->xmax - since->xmin >= ((int64) 1 << 30))
 		return false;
 
-	/* The rows written since, a chunk of keys at a time. */
-	do
-	{
-		CHECK_FOR_INTERRUPTS();
-		tools_connect_nonatomic();
-		level = repair_settings();
-		n = changed_keys(rs, xid, after ? &last : NULL, rs->differ);
-		if (n > 0)
-		{
-			int64		c[3];
-
-			repair_keys(rs, rs->differ, n, c);
-			ereport(DEBUG1,
-					(errmsg("tools job %lld: %lld rows written on %s since the copy, from key %s: %lld rows missing, %lld extra and %lld changed, repaired",
-							(long long) job->job_id, (long long) n,
-							job->source_name,
-							tools_key_string(job, &rs->differ[0]),
-							(long long) c[2], (long long) c[0],
-							(long long) c[1])));
-			last = rs->differ[n - 1];
-			after = true;
-			rs->written += n;
-		}
-		tools_restore_settings(level);
-		tools_commit_and_finish();
-		MemoryContextReset(rs->chunk_cxt);
-	} while (n == rs->chunk);
-
-	/*
-	 * The keys of both sides, counted in ranges over their span, as few
-	 * levels of it as 2^REPAIR_RANGE_BITS ranges allow.
-	 */
 	tools_connect_nonatomic();
 	level = repair_settings();
 	key_span(rs, false, &lo, &hi, &any);
@@ -1554,7 +1693,9 @@ repair_since(RepairState *rs, const ToolsSnapshot *since,
 		   (double) (hi >> shift) - (double) (lo >> shift) >= (double) (1 << REPAIR_RANGE_BITS))
 		shift++;
 	if (any)
-		repair_span(rs, lo, hi, shift);
+		repair_span(rs, lo, hi, shift, xid);
+	else
+		repair_written(rs, xid);
 	return true;
 }
 
