@@ -47,6 +47,17 @@ SELECT public.differing('source.r', 'public.r', 'id, v, n') AS r,
 -- Once more: nothing left to repair.
 CALL tools.repair();
 
+-- A job recorded before version 1.8 does not know which relation its copy
+-- read: it is compared row by row, once, and recorded for the next call.
+UPDATE tools.job SET source_relation = NULL WHERE job_id = 1;
+SET client_min_messages = debug1;
+CALL tools.repair(1);
+RESET client_min_messages;
+SELECT source_relation = ('source.r'::regclass::oid::bigint
+       | (SELECT oid::bigint << 32 FROM pg_database WHERE datname = current_database()))
+       AS recorded
+  FROM tools.job WHERE job_id = 1;
+
 -- A row changed on the target alone, its key kept, is not seen by the
 -- short way: verify() finds it, and all_rows compares every row.
 UPDATE public.r SET n = -1 WHERE id = 3333;

@@ -953,10 +953,10 @@ copy_batch(CopyState *st)
 {
 	ToolsJob   *job = &st->job;
 	Datum	   *upper = palloc(sizeof(Datum) * job->nkeys);
-	Oid			types[9] = {INT8OID, TEXTARRAYOID, INT8OID, INT8OID, INTERVALOID,
-	BOOLOID, BOOLOID, INT8OID, INT8OID};
-	Datum		values[9];
-	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', 'n', 'n'};
+	Oid			types[10] = {INT8OID, TEXTARRAYOID, INT8OID, INT8OID, INTERVALOID,
+	BOOLOID, BOOLOID, INT8OID, INT8OID, INT8OID};
+	Datum		values[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', 'n', 'n', 'n'};
 	Interval	span;
 	uint64		copied = 0;
 	int			i;
@@ -981,7 +981,8 @@ copy_batch(CopyState *st)
 	{
 		values[7] = Int64GetDatum(snap.xmin);
 		values[8] = Int64GetDatum(snap.system);
-		nulls[7] = nulls[8] = ' ';
+		values[9] = Int64GetDatum(snap.relation);
+		nulls[7] = nulls[8] = nulls[9] = ' ';
 	}
 	tools_guard_source(job);
 
@@ -1089,9 +1090,10 @@ copy_batch(CopyState *st)
 					  " state = CASE WHEN $6 THEN 'completed' ELSE 'running' END"
 					  "::" TOOLS_SCHEMA ".state,"
 					  " source_xmin = CASE WHEN $7 THEN $8 ELSE source_xmin END,"
-					  " source_system = CASE WHEN $7 THEN $9 ELSE source_system END"
+					  " source_system = CASE WHEN $7 THEN $9 ELSE source_system END,"
+					  " source_relation = CASE WHEN $7 THEN $10 ELSE source_relation END"
 					  " WHERE job_id OPERATOR(pg_catalog.=) $1",
-					  9, types, values, nulls, SPI_OK_UPDATE) != 1)
+					  10, types, values, nulls, SPI_OK_UPDATE) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("job %lld was deleted while it was copying",

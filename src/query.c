@@ -978,7 +978,8 @@ tools_source_snapshot(ToolsJob *job, ToolsSnapshot *snap, MemoryContext keep)
 {
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
-	bool		isnull[4];
+	bool		isnull[5];
+	bool		keeps_xmin;
 	int			i;
 
 	if (job->source_foreign)
@@ -988,10 +989,12 @@ tools_source_snapshot(ToolsJob *job, ToolsSnapshot *snap, MemoryContext keep)
 	snap->xmin = DatumGetInt64(tools_result_value(1, &isnull[0]));
 	snap->xmax = DatumGetInt64(tools_result_value(2, &isnull[1]));
 	snap->system = DatumGetInt64(tools_result_value(3, &isnull[2]));
-	for (i = 0; i < 3; i++)
+	keeps_xmin = DatumGetBool(tools_result_value(4, &isnull[3]));
+	snap->relation = DatumGetInt64(tools_result_value(5, &isnull[4]));
+	for (i = 0; i < 5; i++)
 		if (isnull[i])
 			return false;
-	return DatumGetBool(tools_result_value(4, &isnull[3])) && !isnull[3];
+	return keeps_xmin;
 }
 
 /*

@@ -1499,8 +1499,8 @@ tools_remote_snapshot(ToolsJob *job, ToolsSnapshot *snap, MemoryContext keep)
 
 	if (res == NULL)
 		return false;
-	known = PQntuples(res) == 1 && PQnfields(res) == 4;
-	for (i = 0; known && i < 4; i++)
+	known = PQntuples(res) == 1 && PQnfields(res) == 5;
+	for (i = 0; known && i < 5; i++)
 		known = !PQgetisnull(res, 0, i);
 	known = known && strcmp(PQgetvalue(res, 0, 3), "t") == 0;
 	if (known)
@@ -1508,6 +1508,7 @@ tools_remote_snapshot(ToolsJob *job, ToolsSnapshot *snap, MemoryContext keep)
 		snap->xmin = strtoi64(PQgetvalue(res, 0, 0), NULL, 10);
 		snap->xmax = strtoi64(PQgetvalue(res, 0, 1), NULL, 10);
 		snap->system = strtoi64(PQgetvalue(res, 0, 2), NULL, 10);
+		snap->relation = strtoi64(PQgetvalue(res, 0, 4), NULL, 10);
 	}
 	PQclear(res);
 	return known;

@@ -167,15 +167,17 @@ typedef struct ToolsJob
 /*
  * Where a source stands, asked of its server: the oldest transaction
  * running there and the next to start (txid_snapshot_xmin() and xmax(),
- * with their epoch), the server's system identifier, and whether relation
- * $1 keeps an xmin on its rows (a table, a partitioned table, a
- * materialized view).
+ * with their epoch), the server's system identifier, whether relation $1
+ * keeps an xmin on its rows (a table, a partitioned table, a materialized
+ * view), and which relation $1 is there: its database's OID times 2^32
+ * plus its own OID.
  */
 typedef struct ToolsSnapshot
 {
 	int64		xmin;
 	int64		xmax;
 	int64		system;
+	int64		relation;
 } ToolsSnapshot;
 
 #define TOOLS_SNAPSHOT_SQL \
@@ -184,7 +186,11 @@ typedef struct ToolsSnapshot
 	" (SELECT s.system_identifier FROM pg_catalog.pg_control_system() AS s)," \
 	" (SELECT c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,m}'::pg_catalog.\"char\"[])" \
 	" FROM pg_catalog.pg_class AS c" \
-	" WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1))"
+	" WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1))," \
+	" (SELECT (d.oid::pg_catalog.int8 OPERATOR(pg_catalog.<<) 32)" \
+	" OPERATOR(pg_catalog.|) pg_catalog.to_regclass($1)::pg_catalog.oid::pg_catalog.int8" \
+	" FROM pg_catalog.pg_database AS d" \
+	" WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())"
 
 /*
  * Whether the keys of a table are best counted range by range through an

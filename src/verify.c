@@ -954,21 +954,22 @@ repair_chunk(RepairState *rs)
  * The cutover's short way, for a job whose key is one integer column and
  * whose source keeps an xmin on its rows (a table here, or a postgres_fdw
  * table of one), where the job recorded where its source stood when its
- * copy began (tools.job.source_xmin, of that server).  Every row version
- * the source's server wrote since then has a newer xmin: those rows are
- * read there (tools_changed_keys_sql(), a scan that reads no row's values)
- * and their keys repaired; the rows that did not change since are on the
- * target as the copy wrote them.  The rows deleted since leave no trace
- * but their keys' absence: the keys of both sides are counted in ranges of
- * 2^shift keys (the key shifted right), at most 2^REPAIR_RANGE_BITS of
- * them over the keys' span, in one statement on each side, both servers
- * counting at once where the source's is another.  A range whose counts
- * differ and that holds more than REPAIR_READ_ROWS rows is counted again
- * in narrower ranges; the keys of the others are read through the key's
- * index, a chunk's worth at a time, and the keys that one side lacks are
- * repaired.  So neither side hashes or ships a row that did not change,
- * and memory holds a chunk and, for each level, the counts of
- * 2^REPAIR_RANGE_BITS ranges.
+ * copy began (tools.job.source_xmin, of that server) and the source is
+ * still the relation the copy read (tools.job.source_relation).  Every
+ * row version the source's server wrote since then has a newer xmin:
+ * those rows are read there (tools_changed_keys_sql(), a scan that reads
+ * no row's values) and their keys repaired; the rows that did not change
+ * since are on the target as the copy wrote them.  The rows deleted since
+ * leave no trace but their keys' absence: the keys of both sides are
+ * counted in ranges of 2^shift keys (the key shifted right), at most
+ * 2^REPAIR_RANGE_BITS of them over the keys' span, in one statement on
+ * each side, both servers counting at once where the source's is another.
+ * A range whose counts differ and that holds more than REPAIR_READ_ROWS
+ * rows is counted again in narrower ranges; the keys of the others are
+ * read through the key's index, a chunk's worth at a time, and the keys
+ * that one side lacks are repaired.  So neither side hashes or ships a row
+ * that did not change, and memory holds a chunk and, for each level, the
+ * counts of 2^REPAIR_RANGE_BITS ranges.
  *
  * It relies on the target holding what the job wrote: a row changed on the
  * target alone, with its key kept, is not seen.  all_rows compares every
@@ -1670,9 +1671,29 @@ repair_since(RepairState *rs, const ToolsSnapshot *since,
 	int			shift = 0;
 	int			level;
 
+	if (!job->integer_key)
+		return false;
+
+	/*
+	 * Rows that another relation holds since the copy (a foreign table
+	 * pointed elsewhere, a server restored from a dump) may be older and
+	 * differ all the same.
+	 */
+	if (now->system != since->system || now->relation != since->relation)
+	{
+		ereport(NOTICE,
+				(errmsg("tools job %lld: %s is not the relation its copy read, so every row of its range is compared",
+						(long long) job->job_id, job->source_name),
+				 errdetail("The copy read relation %u of database %u on the server with system identifier %llu; it is now relation %u of database %u on the server with system identifier %llu.",
+						   (Oid) since->relation, (Oid) (since->relation >> 32),
+						   (unsigned long long) since->system,
+						   (Oid) now->relation, (Oid) (now->relation >> 32),
+						   (unsigned long long) now->system)));
+		return false;
+	}
+
 	/* age() compares within 2^31 transactions: well within, or not at all. */
-	if (!job->integer_key || now->system != since->system ||
-		now->xmin < since->xmin || now->xmax - since->xmin >= ((int64) 1 << 30))
+	if (now->xmin < since->xmin || now->xmax - since->xmin >= ((int64) 1 << 30))
 		return false;
 
 	tools_connect_nonatomic();
@@ -1757,13 +1778,15 @@ repair_job(RepairState *rs, const ToolsSnapshot *since, bool all_rows)
 		tools_set_sequences(job);
 	if (known)
 	{
-		Oid			types[3] = {INT8OID, INT8OID, INT8OID};
-		Datum		values[3] = {Int64GetDatum(job->job_id),
-		Int64GetDatum(now.xmin), Int64GetDatum(now.system)};
+		Oid			types[4] = {INT8OID, INT8OID, INT8OID, INT8OID};
+		Datum		values[4] = {Int64GetDatum(job->job_id),
+			Int64GetDatum(now.xmin), Int64GetDatum(now.system),
+		Int64GetDatum(now.relation)};
 
-		tools_execute("UPDATE " TOOLS_SCHEMA ".job SET source_xmin = $2, source_system = $3"
+		tools_execute("UPDATE " TOOLS_SCHEMA ".job SET source_xmin = $2, source_system = $3,"
+					  " source_relation = $4"
 					  " WHERE job_id OPERATOR(pg_catalog.=) $1",
-					  3, types, values, NULL, SPI_OK_UPDATE);
+					  4, types, values, NULL, SPI_OK_UPDATE);
 	}
 	tools_commit_and_finish();
 
@@ -1845,7 +1868,7 @@ tools_repair(PG_FUNCTION_ARGS)
 		Datum		values[1] = {Int64GetDatum(job_ids[i])};
 		bool		completed;
 		bool		isnull;
-		bool		since_null[2];
+		bool		since_null[3];
 		ToolsSnapshot since;
 
 		rs->cxt = cxt;
@@ -1854,7 +1877,7 @@ tools_repair(PG_FUNCTION_ARGS)
 		{
 			tools_connect_nonatomic();
 			if (tools_execute("SELECT " TOOLS_JOB_COLUMNS ", j.state OPERATOR(pg_catalog.=) 'completed',"
-							  " j.source_xmin, j.source_system"
+							  " j.source_xmin, j.source_system, j.source_relation"
 							  TOOLS_JOB_FROM " WHERE j.job_id OPERATOR(pg_catalog.=) $1",
 							  1, types, values, NULL, SPI_OK_SELECT) != 1)
 				ereport(ERROR,
@@ -1876,6 +1899,10 @@ tools_repair(PG_FUNCTION_ARGS)
 													   SPI_tuptable->tupdesc,
 													   TOOLS_JOB_NCOLUMNS + 3,
 													   &since_null[1]));
+			since.relation = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+														 SPI_tuptable->tupdesc,
+														 TOOLS_JOB_NCOLUMNS + 4,
+														 &since_null[2]));
 			MemoryContextSwitchTo(cxt);
 			tools_describe_job(&rs->job);
 			tools_check_target_writer(&rs->job, 0,
@@ -1899,7 +1926,8 @@ tools_repair(PG_FUNCTION_ARGS)
 						 errhint("CALL tools.start(%lld) copies the rest of it; repair it once it has completed.",
 								 (long long) rs->job.job_id)));
 			else
-				repair_job(rs, since_null[0] || since_null[1] ? NULL : &since,
+				repair_job(rs,
+						   since_null[0] || since_null[1] || since_null[2] ? NULL : &since,
 						   all_rows);
 			error_context_stack = errcb.previous;
 		}
