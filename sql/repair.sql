@@ -136,6 +136,37 @@ CALL tools.repair();
 SELECT id, v FROM public.rd WHERE id IN (7, 50, 60) ORDER BY id;
 DROP TABLE source.rd, public.rd;
 
+-- The source written while the repair runs: a trigger on the target, as
+-- the repair writes its first changed row, inserts into the source a row
+-- above the keys' span (counted before it) and one inside it.  A later
+-- chunk of the rows written since copies both; the keys of the span still
+-- compare, and the target ends equal to the source.
+CREATE TABLE source.rw (id int PRIMARY KEY, v text);
+INSERT INTO source.rw SELECT g, 'v' || g FROM generate_series(1, 100) g;
+CREATE TABLE public.rw (id int PRIMARY KEY, v text);
+INSERT INTO tools.config (source, target, pkey, batchsize) VALUES ('source.rw', 'public.rw', 'id', 50);
+SELECT statement FROM tools.run('{public.rw}') \gexec
+CREATE FUNCTION public.write_source() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.id = 10 THEN
+    INSERT INTO source.rw VALUES (1000000, 'during'), (95, 'during');
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER write_source BEFORE UPDATE ON public.rw
+  FOR EACH ROW EXECUTE FUNCTION public.write_source();
+UPDATE source.rw SET v = 'changed' WHERE id IN (10, 20, 30, 40, 50);
+DELETE FROM source.rw WHERE id = 95;
+SET tools.repair_chunk = 2;
+SET client_min_messages = debug1;
+CALL tools.repair();
+RESET client_min_messages;
+RESET tools.repair_chunk;
+SELECT public.differing('source.rw', 'public.rw', 'id, v') AS rw;
+SELECT id, v FROM public.rw WHERE id IN (95, 1000000) ORDER BY id;
+DROP TABLE source.rw, public.rw;
+DROP FUNCTION public.write_source();
+
 -- It commits: not inside a transaction block.
 BEGIN;
 CALL tools.repair();
