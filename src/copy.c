@@ -392,31 +392,19 @@ batch_params(CopyState *st, const Datum *upper)
 }
 
 /*
- * Key windows.  Over a foreign data wrapper other than postgres_fdw, a
- * bound statement's ORDER BY ... OFFSET ... LIMIT 1 may make the remote
- * server sort every row left (mysql_fdw writes ORDER BY as "key IS NULL,
- * key", which MySQL and MariaDB sort instead of reading the key's index),
- * and each batch then costs more than the one before.  A job whose key is
- * one integer column reads such a source in windows of key values instead:
- * a batch is key > a AND key <= b, with no ORDER BY and no LIMIT, and b is
- * a plus a width that follows the density of the rows the previous window
- * held (batchsize rows where the density holds; four times wider after an
- * empty window, at most four times wider than the one before).  The span
- * of the keys left, and their number, come from one aggregate statement
- * that the wrapper sends whole, at the call's start and again whenever the
- * windows pass the largest key seen: a job completes only when no key is
- * left above its position.  The windows are contiguous, so which rows a
- * batch copies does not depend on their width.
+ * Key windows (tools_use_windows()): a batch is key > a AND key <= b, with
+ * no ORDER BY and no LIMIT, and b is a plus a width that follows the
+ * density of the rows the previous window held (batchsize rows where the
+ * density holds).  The span of the keys left, and their number, come from
+ * one aggregate statement that the wrapper sends whole, at the call's
+ * start and again whenever the windows pass the largest key seen: a job
+ * completes only when no key is left above its position.  The windows are
+ * contiguous, so which rows a batch copies does not depend on their width.
  */
 static bool
 use_windows(const ToolsJob *job)
 {
-	Oid			type = job->nkeys == 1 ? job->keys[0].type : InvalidOid;
-
-	return job->source_foreign && job->source_fdw != NULL &&
-		strcmp(job->source_fdw, "postgres_fdw_handler") != 0 &&
-		job->batchsize > 0 &&
-		(type == INT2OID || type == INT4OID || type == INT8OID);
+	return job->batchsize > 0 && tools_use_windows(job);
 }
 
 /*
@@ -446,9 +434,8 @@ next_window(CopyState *st, Datum *upper, double *span)
 			value = tools_result_value(1, &isnull);
 			st->lo = tools_key_int64(job, &value);
 			n = DatumGetInt64(tools_result_value(3, &isnull));
-			st->width = (int64) Max(1.0, Min((double) PG_INT64_MAX / 4,
-											 ((double) st->hi - st->lo + 1) *
-											 job->batchsize / n));
+			st->width = tools_window_width((double) st->hi - st->lo + 1, n,
+											job->batchsize, PG_INT64_MAX / 4);
 			st->span_known = true;
 		}
 		SPI_freetuptable(SPI_tuptable);
@@ -460,16 +447,6 @@ next_window(CopyState *st, Datum *upper, double *span)
 	*span = st->has_last ? (double) end - last : (double) end - st->lo + 1;
 	upper[0] = tools_int64_key(job, end);
 	return true;
-}
-
-/* The next window's width, after one of span key values held rows. */
-static void
-adapt_window(CopyState *st, double span, uint64 rows)
-{
-	double		width = rows > 0 ? span * st->job.batchsize / rows : span * 4;
-
-	width = Min(width, 4.0 * st->width);
-	st->width = (int64) Max(1.0, Min(width, (double) PG_INT64_MAX / 4));
 }
 
 /*
@@ -1058,7 +1035,8 @@ copy_batch(CopyState *st)
 		if (job->nkeys == 0 && copied == 0 && !nothing_left(st))
 			last_batch = false;
 		if (st->windows)
-			adapt_window(st, width, copied);
+			st->width = tools_window_width(width, copied, job->batchsize,
+										   st->width);
 		if (prefetch)
 		{
 			MemoryContext oldcxt;

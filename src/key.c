@@ -383,3 +383,38 @@ tools_int64_key(const ToolsJob *job, int64 value)
 			return Int64GetDatum(value);
 	}
 }
+
+/*
+ * Key windows.  Over a foreign data wrapper other than postgres_fdw, a
+ * statement's ORDER BY ... LIMIT may make the remote server sort every row
+ * left (mysql_fdw writes ORDER BY as "key IS NULL, key", which MySQL and
+ * MariaDB sort instead of reading the key's index), so that each batch or
+ * chunk costs more than the one before.  Where the job's key is one
+ * integer column, its reads are bounded by windows of key values instead,
+ * key > a AND key <= b, whose width follows the density of the rows the
+ * window before held (tools_window_width()).
+ */
+bool
+tools_use_windows(const ToolsJob *job)
+{
+	Oid			type = job->nkeys == 1 ? job->keys[0].type : InvalidOid;
+
+	return job->source_foreign && job->source_fdw != NULL &&
+		strcmp(job->source_fdw, "postgres_fdw_handler") != 0 &&
+		(type == INT2OID || type == INT4OID || type == INT8OID);
+}
+
+/*
+ * The width of the next key window, after one of span key values held
+ * rows, for windows of about per_window rows: where the density holds;
+ * four times wider after an empty window, and at most four times wider
+ * than the one before, width.
+ */
+int64
+tools_window_width(double span, double rows, int per_window, int64 width)
+{
+	double		next = rows > 0 ? span * per_window / rows : span * 4;
+
+	next = Min(next, 4.0 * width);
+	return (int64) Max(1.0, Min(next, (double) PG_INT64_MAX / 4));
+}

@@ -250,6 +250,9 @@ extern void tools_key_from_array(const ToolsJob *job, Datum array,
 								 Datum *values);
 extern int64 tools_key_int64(const ToolsJob *job, const Datum *values);
 extern Datum tools_int64_key(const ToolsJob *job, int64 value);
+extern bool tools_use_windows(const ToolsJob *job);
+extern int64 tools_window_width(double span, double rows, int per_window,
+								int64 width);
 extern int	tools_fix_style(void);
 extern void tools_restore_settings(int level);
 
