@@ -538,6 +538,13 @@ typedef struct RepairState
 	RangeCounts *deltas;		/* where set, the target's counts, which
 								 * repair statements add the keys they insert
 								 * to and take those they delete from */
+	bool		windows;		/* chunks end at key windows too
+								 * (chunk_window()) */
+	int64		lo;				/* the source's smallest key, */
+	int64		hi;				/* and its largest, when the repair began */
+	int64		width;			/* the next window's width in key values */
+	Datum		window_end;		/* the chunk's window ends at window_end */
+	Datum	   *window;			/* (&window_end), or is open above (NULL) */
 } RepairState;
 
 #define SIDE_KEY(job, side, row) (&(side)->keys[(row) * (job)->nkeys])
@@ -597,7 +604,7 @@ chunk_sql(RepairState *rs, const char *list, bool target)
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, tools_range_sql(job, list, rs->position != NULL,
-												 false, target));
+												 rs->window != NULL, target));
 	appendStringInfoString(&buf, " ORDER BY ");
 	for (i = 0; i < job->nkeys; i++)
 		appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "",
@@ -672,7 +679,7 @@ static void
 read_chunk(RepairState *rs, ChunkSide *source, ChunkSide *target)
 {
 	ToolsJob   *job = &rs->job;
-	ParamListInfo params = chunk_params(rs, NULL);
+	ParamListInfo params = chunk_params(rs, rs->window);
 	const char *row_hash = job_row_hash(job);
 	SPIPlanPtr	plan;
 	bool		remote;
@@ -861,9 +868,64 @@ repair_statement(RepairState *rs, ParamListInfo params, bool lower,
 }
 
 /*
+ * Key windows (tools_use_windows()) for a source whose wrapper would sort
+ * the rest of the range for each chunk's ORDER BY ... LIMIT: a chunk is
+ * also bounded above by the key window that follows it, which the
+ * wrapper sends along, so that the source's server sorts only the rows of
+ * one window.  window_span() finds the source's keys' span and number
+ * when the repair begins, false when it holds none; chunk_window() sets
+ * the next chunk's window, none (open above) once it would reach the
+ * largest key, so that the last chunk reads what lies above it too.
+ */
+static bool
+window_span(RepairState *rs)
+{
+	ToolsJob   *job = &rs->job;
+	SPIPlanPtr	plan = prepare_range(job, tools_span_sql(job, false));
+	bool		isnull;
+	Datum		value;
+	bool		found;
+
+	found = tools_execute_plan(plan, range_params(job), false, SPI_OK_SELECT) > 0;
+	if (found)
+	{
+		value = tools_result_value(1, &isnull);
+		rs->lo = tools_key_int64(job, &value);
+		value = tools_result_value(2, &isnull);
+		rs->hi = tools_key_int64(job, &value);
+		rs->width = tools_window_width((double) rs->hi - rs->lo + 1,
+									   DatumGetInt64(tools_result_value(3, &isnull)),
+									   rs->chunk, PG_INT64_MAX / 4);
+	}
+	SPI_freeplan(plan);
+	return found;
+}
+
+static void
+chunk_window(RepairState *rs)
+{
+	int64		end;
+	bool		overflow;
+
+	rs->window = NULL;
+	if (!rs->windows)
+		return;
+	if (rs->position == NULL)
+		overflow = pg_add_s64_overflow(rs->lo, rs->width - 1, &end);
+	else
+		overflow = pg_add_s64_overflow(tools_key_int64(&rs->job, rs->position),
+									   rs->width, &end);
+	if (overflow || end >= rs->hi)
+		return;
+	rs->window_end = tools_int64_key(&rs->job, end);
+	rs->window = &rs->window_end;
+}
+
+/*
  * Compare the next chunk of the job's range, and repair the keys that
  * differ.  The chunk ends where the first side to fill its rows
- * rows ends: the other side's rows beyond belong to the next chunk.
+ * rows ends: the other side's rows beyond belong to the next chunk; or,
+ * where neither fills them, at its key window's end.
  */
 static void
 repair_chunk(RepairState *rs)
@@ -879,6 +941,7 @@ repair_chunk(RepairState *rs)
 	int64		counts[3];
 	int			k;
 
+	chunk_window(rs);
 	read_chunk(rs, source, target);
 	if (source->n == rs->chunk)
 		upper = SIDE_KEY(job, source, source->n - 1);
@@ -886,6 +949,15 @@ repair_chunk(RepairState *rs)
 		(upper == NULL ||
 		 compare_keys(rs, SIDE_KEY(job, target, target->n - 1), upper) < 0))
 		upper = SIDE_KEY(job, target, target->n - 1);
+	if (upper == NULL)
+		upper = rs->window;
+	if (rs->windows && upper != NULL)
+		rs->width = tools_window_width((double) tools_key_int64(job, upper) -
+									   (rs->position != NULL ?
+										(double) tools_key_int64(job, rs->position) :
+										(double) rs->lo - 1),
+									   Max(source->n, target->n), rs->chunk,
+									   rs->width);
 
 	for (;;)
 	{
@@ -1757,9 +1829,16 @@ repair_job(RepairState *rs, const ToolsSnapshot *since, bool all_rows)
 	tools_commit_and_finish();
 	short_way = !all_rows && since != NULL && known &&
 		repair_since(rs, since, &now);
+	if (!short_way && tools_use_windows(job))
+	{
+		tools_connect_nonatomic();
+		rs->windows = window_span(rs);
+		tools_commit_and_finish();
+	}
 	if (!short_way)
-		elog(DEBUG1, "tools job %lld compares every row of its range",
-			 (long long) job->job_id);
+		elog(DEBUG1, "tools job %lld compares every row of its range%s",
+			 (long long) job->job_id,
+			 rs->windows ? ", in windows of key values" : "");
 	while (!short_way && !rs->done)
 	{
 		CHECK_FOR_INTERRUPTS();
