@@ -167,6 +167,21 @@ SELECT id, v FROM public.rw WHERE id IN (95, 1000000) ORDER BY id;
 DROP TABLE source.rw, public.rw;
 DROP FUNCTION public.write_source();
 
+-- Parts: each part's job reads the rows written since in its own part of
+-- the key range only.
+CREATE TABLE source.rq (id int PRIMARY KEY, v text);
+INSERT INTO source.rq SELECT g, 'v' || g FROM generate_series(1, 1000) g;
+CREATE TABLE public.rq (id int PRIMARY KEY, v text);
+INSERT INTO tools.config (source, target, pkey, batchsize, parts) VALUES ('source.rq', 'public.rq', 'id', 200, 2);
+SELECT statement FROM tools.run('{public.rq}') \gexec
+SELECT job_id, lower, upper FROM tools.job WHERE run_id = (SELECT max(run_id) FROM tools.run) ORDER BY job_id;
+UPDATE source.rq SET v = 'changed' WHERE id IN (10, 20, 30, 900);
+SET client_min_messages = debug1;
+CALL tools.repair();
+RESET client_min_messages;
+SELECT public.differing('source.rq', 'public.rq', 'id, v') AS rq;
+DROP TABLE source.rq, public.rq;
+
 -- It commits: not inside a transaction block.
 BEGIN;
 CALL tools.repair();

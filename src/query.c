@@ -691,23 +691,41 @@ tools_repair_sql(const ToolsJob *job, bool lower, bool upper,
 /*
  * The keys of a relation's rows written since a transaction ($1, as text,
  * an xid: a row version whose xmin is no older), the next at most limit of
- * them in the key's order, after key $2 where after is set.  relation and
- * key are SQL names, here or on a source's server.  age() counts from one
- * point for the whole statement, so the comparison is exact within 2^31
+ * them in the key's order, after key $2 where after is set, within the
+ * job's part of the key range (its integer key's ends, as numbers), so
+ * that each part's job reads its own rows.  relation and key are SQL
+ * names, here or on a source's server.  age() counts from one point for
+ * the whole statement, so the comparison is exact within 2^31
  * transactions; a row frozen longer ago than that may be read too, which
  * costs only its comparison.  OFFSET 0 keeps the ORDER BY and LIMIT from
  * turning the scan into a walk of the key's index.
  */
 char *
-tools_changed_keys_sql(const char *relation, const char *key, bool after,
-					   int64 limit)
+tools_changed_keys_sql(const ToolsJob *job, const char *relation,
+					   const char *key, bool after, int64 limit)
 {
+	StringInfoData part;
+	Datum		end;
+
+	initStringInfo(&part);
+	if (job->part_lower != NULL)
+	{
+		end = tools_key_value(&job->keys[0], job->part_lower);
+		appendStringInfo(&part, " AND %s OPERATOR(pg_catalog.>=) %lld",
+						 key, (long long) tools_key_int64(job, &end));
+	}
+	if (job->part_upper != NULL)
+	{
+		end = tools_key_value(&job->keys[0], job->part_upper);
+		appendStringInfo(&part, " AND %s OPERATOR(pg_catalog.<) %lld",
+						 key, (long long) tools_key_int64(job, &end));
+	}
 	return psprintf("SELECT s.k FROM (SELECT %s AS k FROM %s"
 					" WHERE pg_catalog.age(xmin) OPERATOR(pg_catalog.<=)"
 					" pg_catalog.age($1::pg_catalog.text::pg_catalog.xid)"
-					" AND %s IS NOT NULL%s OFFSET 0) AS s"
+					" AND %s IS NOT NULL%s%s OFFSET 0) AS s"
 					" ORDER BY 1 LIMIT %lld",
-					key, relation, key,
+					key, relation, key, part.data,
 					after ? psprintf(" AND %s OPERATOR(pg_catalog.>) $2", key) : "",
 					(long long) limit);
 }

@@ -1536,8 +1536,8 @@ tools_remote_send_changed(ToolsJob *job, const char *xid, const Datum *after,
 	params[0] = xid;
 	params[1] = after != NULL ? tools_key_text(&job->keys[0], after[0]) : NULL;
 	remote_send(job, r, &r->copy,
-				tools_changed_keys_sql(remote_table_sql(job), remote_key_sql(job),
-									   after != NULL, limit),
+				tools_changed_keys_sql(job, remote_table_sql(job),
+									   remote_key_sql(job), after != NULL, limit),
 				after != NULL ? 2 : 1, params);
 }
 

@@ -339,8 +339,8 @@ extern char *tools_range_sql(const ToolsJob *job, const char *list,
 extern char *tools_repair_sql(const ToolsJob *job, bool lower, bool upper,
 							  const char *source_list, const char *keys,
 							  bool deltas);
-extern char *tools_changed_keys_sql(const char *relation, const char *key,
-									bool after, int64 limit);
+extern char *tools_changed_keys_sql(const ToolsJob *job, const char *relation,
+									const char *key, bool after, int64 limit);
 extern char *tools_range_keys_sql(const char *relation, const char *key);
 extern char *tools_range_counts_sql(const char *relation, const char *key);
 extern bool tools_source_snapshot(ToolsJob *job, ToolsSnapshot *snap,

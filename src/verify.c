@@ -1093,8 +1093,9 @@ changed_keys(RepairState *rs, const char *xid, const Datum *after,
 	}
 	values[0] = CStringGetTextDatum(xid);
 	values[1] = after != NULL ? after[0] : (Datum) 0;
-	n = tools_execute(tools_changed_keys_sql(job->source_name, job->keys[0].name,
-											 after != NULL, rs->chunk),
+	n = tools_execute(tools_changed_keys_sql(job, job->source_name,
+											 job->keys[0].name, after != NULL,
+											 rs->chunk),
 					  after != NULL ? 2 : 1, types, values, NULL, SPI_OK_SELECT);
 	for (i = 0; i < n; i++)
 		keys[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
