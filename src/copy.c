@@ -36,7 +36,6 @@
 #include "access/heapam.h"
 #include "access/xact.h"
 #include "catalog/pg_class.h"
-#include "common/int.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -420,28 +419,22 @@ next_window(CopyState *st, Datum *upper, double *span)
 
 	if (!st->span_known || (st->has_last && last >= st->hi))
 	{
-		bool		isnull;
-		Datum		value;
-		int64		n;
+		int64		lo;
+		int64		width;
 
 		if (tools_execute_plan(st->plans[PLAN_SPAN][st->has_last],
 							   batch_params(st, NULL), true, SPI_OK_SELECT) == 0)
 			return false;
-		value = tools_result_value(2, &isnull);
-		st->hi = tools_key_int64(job, &value);
+		tools_window_span(job, job->batchsize, &lo, &st->hi, &width);
 		if (!st->span_known)
 		{
-			value = tools_result_value(1, &isnull);
-			st->lo = tools_key_int64(job, &value);
-			n = DatumGetInt64(tools_result_value(3, &isnull));
-			st->width = tools_window_width((double) st->hi - st->lo + 1, n,
-											job->batchsize, PG_INT64_MAX / 4);
+			st->lo = lo;
+			st->width = width;
 			st->span_known = true;
 		}
 		SPI_freetuptable(SPI_tuptable);
 	}
-	if (st->has_last ? pg_add_s64_overflow(last, st->width, &end) :
-		pg_add_s64_overflow(st->lo, st->width - 1, &end))
+	if (!tools_window_end(st->lo, st->has_last, last, st->width, &end))
 		end = st->hi;
 	end = Min(end, st->hi);
 	*span = st->has_last ? (double) end - last : (double) end - st->lo + 1;

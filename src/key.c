@@ -25,6 +25,7 @@
 #include "catalog/pg_collation.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "utils/array.h"
@@ -402,6 +403,40 @@ tools_use_windows(const ToolsJob *job)
 	return job->source_foreign && job->source_fdw != NULL &&
 		strcmp(job->source_fdw, "postgres_fdw_handler") != 0 &&
 		(type == INT2OID || type == INT4OID || type == INT8OID);
+}
+
+/*
+ * The span of the keys, from the row of tools_span_sql() that the last
+ * statement returned: the smallest key, the largest, and the width of a
+ * first window of about per_window rows where the keys are as dense
+ * throughout.
+ */
+void
+tools_window_span(const ToolsJob *job, int per_window, int64 *lo, int64 *hi,
+				  int64 *width)
+{
+	bool		isnull;
+	Datum		value;
+
+	value = tools_result_value(1, &isnull);
+	*lo = tools_key_int64(job, &value);
+	value = tools_result_value(2, &isnull);
+	*hi = tools_key_int64(job, &value);
+	*width = tools_window_width((double) *hi - *lo + 1,
+								DatumGetInt64(tools_result_value(3, &isnull)),
+								per_window, PG_INT64_MAX / 4);
+}
+
+/*
+ * The last key of the window of width key values after key last, or, where
+ * has_last is not set, from key lo on, into end; false where it would pass
+ * the largest bigint.
+ */
+bool
+tools_window_end(int64 lo, bool has_last, int64 last, int64 width, int64 *end)
+{
+	return !(has_last ? pg_add_s64_overflow(last, width, end) :
+			 pg_add_s64_overflow(lo, width - 1, end));
 }
 
 /*

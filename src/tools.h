@@ -253,6 +253,10 @@ extern Datum tools_int64_key(const ToolsJob *job, int64 value);
 extern bool tools_use_windows(const ToolsJob *job);
 extern int64 tools_window_width(double span, double rows, int per_window,
 								int64 width);
+extern void tools_window_span(const ToolsJob *job, int per_window, int64 *lo,
+							  int64 *hi, int64 *width);
+extern bool tools_window_end(int64 lo, bool has_last, int64 last, int64 width,
+							 int64 *end);
 extern int	tools_fix_style(void);
 extern void tools_restore_settings(int level);
 

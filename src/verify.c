@@ -882,21 +882,11 @@ window_span(RepairState *rs)
 {
 	ToolsJob   *job = &rs->job;
 	SPIPlanPtr	plan = prepare_range(job, tools_span_sql(job, false));
-	bool		isnull;
-	Datum		value;
 	bool		found;
 
 	found = tools_execute_plan(plan, range_params(job), false, SPI_OK_SELECT) > 0;
 	if (found)
-	{
-		value = tools_result_value(1, &isnull);
-		rs->lo = tools_key_int64(job, &value);
-		value = tools_result_value(2, &isnull);
-		rs->hi = tools_key_int64(job, &value);
-		rs->width = tools_window_width((double) rs->hi - rs->lo + 1,
-									   DatumGetInt64(tools_result_value(3, &isnull)),
-									   rs->chunk, PG_INT64_MAX / 4);
-	}
+		tools_window_span(job, rs->chunk, &rs->lo, &rs->hi, &rs->width);
 	SPI_freeplan(plan);
 	return found;
 }
@@ -904,18 +894,16 @@ window_span(RepairState *rs)
 static void
 chunk_window(RepairState *rs)
 {
+	bool		has_last = rs->position != NULL;
 	int64		end;
-	bool		overflow;
 
 	rs->window = NULL;
 	if (!rs->windows)
 		return;
-	if (rs->position == NULL)
-		overflow = pg_add_s64_overflow(rs->lo, rs->width - 1, &end);
-	else
-		overflow = pg_add_s64_overflow(tools_key_int64(&rs->job, rs->position),
-									   rs->width, &end);
-	if (overflow || end >= rs->hi)
+	if (!tools_window_end(rs->lo, has_last,
+						  has_last ? tools_key_int64(&rs->job, rs->position) : 0,
+						  rs->width, &end) ||
+		end >= rs->hi)
 		return;
 	rs->window_end = tools_int64_key(&rs->job, end);
 	rs->window = &rs->window_end;
