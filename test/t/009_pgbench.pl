@@ -25,9 +25,9 @@ $node->append_conf('postgresql.conf', 'max_worker_processes = 8');
 $node->start;
 
 $node->safe_psql('postgres', 'CREATE DATABASE src');
-$node->command_ok([ 'pgbench', '-i', '-q', '-s', '2', '--foreign-keys', '-d', $node->connstr('src') ],
+$node->command_ok([ 'pgbench', '-i', '-q', '-s', '2', '--foreign-keys', $node->connstr('src') ],
 	'pgbench builds its schema with foreign keys on the source');
-$node->command_ok([ 'pgbench', '-n', '-c', '2', '-t', '500', '-d', $node->connstr('src') ],
+$node->command_ok([ 'pgbench', '-n', '-c', '2', '-t', '500', $node->connstr('src') ],
 	'pgbench runs its workload on the source');
 $node->safe_psql('src', q{
   CREATE TABLE public.orders (id serial PRIMARY KEY, aid int REFERENCES public.pgbench_accounts, note text);
@@ -40,7 +40,7 @@ $node->safe_psql('src', q{
 
 # The target: pgbench's tables, keys and foreign keys, no rows; the same
 # two tables of the application; a secondary index.
-$node->command_ok([ 'pgbench', '-i', '-q', '-I', 'dtpf', '-d', $node->connstr('postgres') ],
+$node->command_ok([ 'pgbench', '-i', '-q', '-I', 'dtpf', $node->connstr('postgres') ],
 	'pgbench makes the target schema without rows');
 my $fdw = ToolsFdw::src_sql($node, options => "use_remote_estimate 'true'");
 $node->safe_psql('postgres', qq{
@@ -114,7 +114,7 @@ $node->safe_psql('postgres', 'SELECT tools.run()');
 my $run = $node->safe_psql('postgres', 'SELECT max(run_id) FROM tools.run');
 my ($bench_out, $bench_err) = ('', '');
 my $bench = IPC::Run::start(
-	[ 'pgbench', '-n', '-c', '2', '-T', '3', '-d', $node->connstr('src') ],
+	[ 'pgbench', '-n', '-c', '2', '-T', '3', $node->connstr('src') ],
 	'>', \$bench_out, '2>', \$bench_err);
 $node->safe_psql('postgres', "SELECT tools.launch($run, workers => 3)");
 $node->safe_psql('src', q{
@@ -144,6 +144,42 @@ for my $t (@tables)
 }
 is( $node->safe_psql('postgres', "SELECT count(*) FILTER (WHERE NOT ok) FROM tools.verify($run)"),
 	'0', 'after the cutover: verify agrees for every job');
+
+# A cutover that shortens its window: tools.repair() while the application
+# still writes (pgbench's workload runs through the whole call, and orders
+# change as it starts), then once more after the writes stop.  The second
+# call reads what was written since the first began, and every table
+# equals its source.
+my $history = q{SELECT count(*) FROM public.pgbench_history};
+my $written = $node->safe_psql('src', $history);
+($bench_out, $bench_err) = ('', '');
+$bench = IPC::Run::start(
+	[ 'pgbench', '-n', '-c', '2', '-T', '300', $node->connstr('src') ],
+	'>', \$bench_out, '2>', \$bench_err);
+ok($node->poll_query_until('src', "SELECT ($history) > $written"), 'the workload writes again');
+$node->safe_psql('src', q{
+  DELETE FROM public.orders WHERE id % 13 = 0;
+  UPDATE public.orders SET note = 'again' WHERE id % 17 = 0;
+  INSERT INTO public.orders (id, aid, note) VALUES (-1, 1, 'below'), (6000, 1, 'above');
+});
+$written = $node->safe_psql('src', $history);
+($rc, $out, $err) = $node->psql('postgres', "CALL tools.repair($run)");
+is($rc, 0, 'a repair while the workload writes completes');
+cmp_ok($node->safe_psql('src', $history), '>', $written, 'the workload wrote while it ran');
+$bench->signal('TERM');
+$bench->finish;
+($rc, $out, $err) = $node->psql('postgres', "CALL tools.repair($run)");
+is($rc, 0, 'the repair after the writes stop completes');
+$node->safe_psql('postgres', q{SELECT tools.run('{public.pgbench_history}')});
+$history_job = $node->safe_psql('postgres', 'SELECT max(job_id) FROM tools.job');
+$node->safe_psql('postgres', "CALL tools.start($history_job)");
+for my $t (@tables)
+{
+	is( $node->safe_psql('postgres', qq{
+		  SELECT count(*) FROM ((SELECT * FROM src.$t EXCEPT ALL SELECT * FROM public.$t)
+		    UNION ALL (SELECT * FROM public.$t EXCEPT ALL SELECT * FROM src.$t)) d}),
+		'0', "after the repairs under and after the writes: $t equals its source");
+}
 is($node->safe_psql('postgres', q{INSERT INTO public.orders (aid, note) VALUES (1, 'new') RETURNING id > 5000}),
 	't', 'after the cutover: the next order takes a key above the source\'s');
 
