@@ -607,12 +607,17 @@ append_repair_where(StringInfo buf, const ToolsJob *job, bool lower,
  * deleted, those whose key both have updated where their text differs, and
  * the source's rows whose key the target lacks inserted.  Rows that did not
  * change stay as they are, so that no foreign key's action fires for them.
- * Each updated row is found by a join (a lookup per row in the source's
- * rows would cost their number squared).  Returns the rows deleted,
- * updated and inserted, and the keys that the source's rows hold more than
- * once, for which the caller fails the statement; with deltas (a key of
- * one integer column), then the keys of the rows deleted and of those
- * inserted, as two bigint arrays.
+ * The rows to update are found by a join (a lookup per row in the source's
+ * rows would cost their number squared), and the rows to insert by an
+ * outer join; each joins the target's rows with the source's renamed
+ * tools_1, tools_2, ..., names that no unqualified column of the range's
+ * WHERE clause can mean.  No statement that writes the target compares
+ * text or correlates a subquery with it, which Citus would refuse for a
+ * table of its own.  Returns the rows deleted, updated and inserted, and
+ * the keys that the source's rows hold more than once, for which the
+ * caller fails the statement; with deltas (a key of one integer column),
+ * then the keys of the rows deleted and of those inserted, as two bigint
+ * arrays.
  */
 char *
 tools_repair_sql(const ToolsJob *job, bool lower, bool upper,
@@ -621,41 +626,49 @@ tools_repair_sql(const ToolsJob *job, bool lower, bool upper,
 	StringInfoData buf;
 	StringInfoData match;
 	StringInfoData where;
-	StringInfoData umatch;
+	StringInfoData cmatch;
+	StringInfoData tkeys;
+	StringInfoData renamed;
 	StringInfoData scols;
-	StringInfoData ucols;
+	StringInfoData ccols;
 	StringInfoData tcols;
 	const char *name;
 	const char *returning = deltas ?
 		psprintf("(%s)::pg_catalog.int8", job->keys[0].target_expr) : "1";
 	int			i;
+	int			k;
 
-	/*
-	 * The update joins the source's rows as one column, whose name no
-	 * unqualified column of the range's WHERE clause can mean.
-	 */
 	initStringInfo(&match);
-	initStringInfo(&umatch);
-	for (i = 0; i < job->nkeys; i++)
+	initStringInfo(&cmatch);
+	initStringInfo(&tkeys);
+	for (k = 0; k < job->nkeys; k++)
 	{
+		AttrNumber	attnum = get_attnum(job->target, job->keys[k].attname);
+		const char *sep = k > 0 ? " AND " : "";
+
+		for (i = 0; i < job->ncolumns && job->target_attnums[i] != attnum; i++)
+			;
+		Assert(i < job->ncolumns);
 		appendStringInfo(&match, "%ss.%s OPERATOR(pg_catalog.=) t.%s",
-						 i > 0 ? " AND " : "", job->keys[i].name,
-						 job->keys[i].name);
-		appendStringInfo(&umatch, " AND (s.tools_source_row).%s OPERATOR(pg_catalog.=) t.%s",
-						 job->keys[i].name, job->keys[i].name);
+						 sep, job->keys[k].name, job->keys[k].name);
+		appendStringInfo(&cmatch, " AND c.tools_%d OPERATOR(pg_catalog.=) t.%s",
+						 i + 1, job->keys[k].name);
+		appendStringInfo(&tkeys, "%st.%s", k > 0 ? ", " : "", job->keys[k].name);
 	}
 	initStringInfo(&where);
 	append_repair_where(&where, job, lower, upper, keys, true);
+	initStringInfo(&renamed);
 	initStringInfo(&scols);
-	initStringInfo(&ucols);
+	initStringInfo(&ccols);
 	initStringInfo(&tcols);
 	for (i = 0; i < job->ncolumns; i++)
 	{
 		const char *sep = i > 0 ? ", " : "";
 
 		name = quote_identifier(get_attname(job->target, job->target_attnums[i], false));
+		appendStringInfo(&renamed, "%ss.%s AS tools_%d", sep, name, i + 1);
 		appendStringInfo(&scols, "%ss.%s", sep, name);
-		appendStringInfo(&ucols, "%s(s.tools_source_row).%s", sep, name);
+		appendStringInfo(&ccols, "%sc.tools_%d", sep, i + 1);
 		appendStringInfo(&tcols, "%st.%s", sep, name);
 	}
 
@@ -666,17 +679,21 @@ tools_repair_sql(const ToolsJob *job, bool lower, bool upper,
 	appendStringInfo(&buf, "), d(k) AS (DELETE FROM %s AS t%s AND NOT EXISTS"
 					 " (SELECT FROM s WHERE %s) RETURNING %s)",
 					 job->target_name, where.data, match.data, returning);
-	appendStringInfo(&buf, ", u AS (UPDATE %s AS t SET (%s) = ROW(%s)"
-					 " FROM (SELECT s AS tools_source_row FROM s) AS s%s%s"
-					 " AND ROW(%s)::pg_catalog.text IS DISTINCT FROM ROW(%s)::pg_catalog.text"
+	appendStringInfo(&buf, ", c AS MATERIALIZED (SELECT c.* FROM (SELECT %s FROM s) AS c,"
+					 " %s AS t%s%s"
+					 " AND ROW(%s)::pg_catalog.text IS DISTINCT FROM ROW(%s)::pg_catalog.text)",
+					 renamed.data, job->target_name, where.data, cmatch.data,
+					 ccols.data, tcols.data);
+	appendStringInfo(&buf, ", u AS (UPDATE %s AS t SET (%s) = ROW(%s) FROM c%s%s"
 					 " RETURNING 1)",
-					 job->target_name, job->columns, ucols.data, where.data,
-					 umatch.data, ucols.data, tcols.data);
+					 job->target_name, job->columns, ccols.data, where.data,
+					 cmatch.data);
 	appendStringInfo(&buf, ", i(k) AS (INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE"
-					 " SELECT %s FROM s WHERE NOT EXISTS (SELECT FROM %s AS t%s AND %s)"
-					 " RETURNING %s)",
-					 job->target_name, job->columns, scols.data, job->target_name,
-					 where.data, match.data, returning);
+					 " SELECT %s FROM s LEFT JOIN (SELECT %s FROM %s AS t%s) AS t ON %s"
+					 " WHERE t.%s IS NULL RETURNING %s)",
+					 job->target_name, job->columns, scols.data, tkeys.data,
+					 job->target_name, where.data, match.data,
+					 job->keys[0].name, returning);
 	appendStringInfo(&buf, " SELECT (SELECT pg_catalog.count(*) FROM d),"
 					 " (SELECT pg_catalog.count(*) FROM u),"
 					 " (SELECT pg_catalog.count(*) FROM i),"

@@ -1,6 +1,10 @@
 # Citus targets: a distributed table, a reference table and a Citus local
 # table on a single-node Citus cluster (the coordinator holds the shards),
-# copied from a local table and from a postgres_fdw foreign table.  Citus plans every insert
+# copied from a local table and from a postgres_fdw foreign table, then
+# repaired after the sources change, and after rows change on the targets
+# alone (tools.repair() writes through Citus: no statement of it that
+# writes a target compares text or correlates a subquery with the target,
+# which Citus refuses for its tables).  Citus plans every insert
 # into its tables and puts the rows in its shards; the coordinator's own
 # table of the same name stays empty and is never read.  Writing the way
 # COPY does into that table would report rows that no query finds, so a
@@ -63,6 +67,28 @@ $node->safe_psql('postgres', qq{
     ('source.items', 'public.loc', 'id', 3000, true, NULL);
 });
 
+my ($ret, $out, $err);
+
+# Each target holds exactly its source, as Citus reads it, and verify()
+# agrees for the latest run; $when names the moment in each test's name.
+sub targets_equal
+{
+	my ($when) = @_;
+	for my $t ([ 'dist', 'source.items' ], [ 'dist_fdw', 'src.items' ], [ 'ref', 'source.items' ],
+		[ 'loc', 'source.items' ])
+	{
+		my ($target, $source) = @$t;
+		is( $node->safe_psql('postgres', qq{
+			  SELECT count(*) FROM ((SELECT * FROM $source EXCEPT ALL SELECT * FROM public.$target)
+			    UNION ALL (SELECT * FROM public.$target EXCEPT ALL SELECT * FROM $source)) d}),
+			'0', "$when: $target holds exactly its source, as Citus reads it");
+	}
+	is( $node->safe_psql('postgres', q{
+		  SELECT bool_and(ok) FROM tools.verify((SELECT max(run_id) FROM tools.job))}),
+		't', "$when: verify agrees");
+	return;
+}
+
 # Run twice: the second run empties each target (TRUNCATE through Citus)
 # before copying it again.
 for my $round (1, 2)
@@ -73,19 +99,34 @@ for my $round (1, 2)
 		  SELECT string_agg(DISTINCT state::text, ', '), count(*), sum(rows)
 		    FROM tools.job WHERE run_id = (SELECT max(run_id) FROM tools.job)}),
 		'completed|5|80000', "round $round: every job completes, with all its rows");
-	for my $t ([ 'dist', 'source.items' ], [ 'dist_fdw', 'src.items' ], [ 'ref', 'source.items' ],
-		[ 'loc', 'source.items' ])
-	{
-		my ($target, $source) = @$t;
-		is( $node->safe_psql('postgres', qq{
-			  SELECT count(*) FROM ((SELECT * FROM $source EXCEPT ALL SELECT * FROM public.$target)
-			    UNION ALL (SELECT * FROM public.$target EXCEPT ALL SELECT * FROM $source)) d}),
-			'0', "round $round: $target holds exactly its source, as Citus reads it");
-	}
-	is( $node->safe_psql('postgres', q{
-		  SELECT bool_and(ok) FROM tools.verify((SELECT max(run_id) FROM tools.job))}),
-		't', "round $round: verify agrees");
+	targets_equal("round $round");
 }
+
+# The cutover: both sources change (rows updated, deleted, and inserted
+# below, inside and above the copied keys), and tools.repair() makes every
+# Citus target equal to its source again, writing through Citus.
+my $changes = q{
+  UPDATE %s SET v = 'changed' WHERE mod(id, 1000) = 3;
+  DELETE FROM %s WHERE mod(id, 1000) = 4 OR id BETWEEN 5000 AND 5050;
+  INSERT INTO %s VALUES (0, 0, 'below'), (-7, 0, 'below'), (5025, 0, 'inside'), (30000, 0, 'above');
+};
+$node->safe_psql('postgres', sprintf($changes, ('source.items') x 3));
+$node->safe_psql('src', sprintf($changes, ('public.items') x 3));
+($ret, $out, $err) = $node->psql('postgres', 'CALL tools.repair()');
+is($ret, 0, 'tools.repair() of the Citus targets completes');
+like($err, qr/tools job \d+: public\.dist differed from source\.items/, 'it repairs the distributed table');
+targets_equal('after the repair');
+
+# Rows changed on the targets alone: a repair of every row, a chunk of keys
+# and hashes at a time on each side, puts them back.
+$node->safe_psql('postgres', q{
+  UPDATE public.dist SET v = 'target' WHERE id IN (10, 15000);
+  DELETE FROM public.ref WHERE id = 20;
+  INSERT INTO public.loc VALUES (25000, 0, 'extra');
+});
+($ret, $out, $err) = $node->psql('postgres', 'SET tools.repair_chunk = 5000; CALL tools.repair(all_rows => true)');
+is($ret, 0, 'a repair of every row of the Citus targets completes');
+targets_equal('after a repair of every row');
 
 is( $node->safe_psql('postgres', q{
 	  SELECT pg_relation_size('public.dist') + pg_relation_size('public.dist_fdw')
@@ -98,7 +139,7 @@ $node->safe_psql('postgres', q{
   SELECT count(*) FROM tools.run('{public.dist}');
 });
 my $last = $node->safe_psql('postgres', 'SELECT max(job_id) FROM tools.job');
-my ($ret, $out, $err) = $node->psql('postgres', qq{
+($ret, $out, $err) = $node->psql('postgres', qq{
   SET client_min_messages = debug1;
   CALL tools.start($last);
 });
