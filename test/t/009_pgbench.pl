@@ -60,6 +60,30 @@ $node->safe_psql('postgres', qq{
 });
 
 my @tables = qw(pgbench_branches pgbench_tellers pgbench_accounts pgbench_history orders events);
+
+# Every table equals its source; $when names the moment in each test's name.
+sub tables_equal
+{
+	my ($when) = @_;
+	for my $t (@tables)
+	{
+		is( $node->safe_psql('postgres', qq{
+			  SELECT count(*) FROM ((SELECT * FROM src.$t EXCEPT ALL SELECT * FROM public.$t)
+			    UNION ALL (SELECT * FROM public.$t EXCEPT ALL SELECT * FROM src.$t)) d}),
+			'0', "$when: $t equals its source");
+	}
+	return;
+}
+
+# The keyless history, which tools.repair() leaves alone, copied again
+# whole by a trunc run of its own.
+sub copy_history
+{
+	$node->safe_psql('postgres', q{SELECT tools.run('{public.pgbench_history}')});
+	my $job = $node->safe_psql('postgres', 'SELECT max(job_id) FROM tools.job');
+	$node->safe_psql('postgres', "CALL tools.start($job)");
+	return;
+}
 for my $round (1, 2)
 {
 	$node->safe_psql('postgres', 'SELECT tools.run()');
@@ -70,13 +94,7 @@ for my $round (1, 2)
 	is( $node->safe_psql('postgres', qq{
 		  SELECT string_agg(DISTINCT state::text, ',') FROM tools.wait($run)}),
 		'completed', "round $round: every target completes");
-	for my $t (@tables)
-	{
-		is( $node->safe_psql('postgres', qq{
-			  SELECT count(*) FROM ((SELECT * FROM src.$t EXCEPT ALL SELECT * FROM public.$t)
-			    UNION ALL (SELECT * FROM public.$t EXCEPT ALL SELECT * FROM src.$t)) d}),
-			'0', "round $round: $t equals its source");
-	}
+	tables_equal("round $round");
 	is( $node->safe_psql('postgres', qq{
 		  SELECT count(*) FILTER (WHERE NOT ok) FROM tools.verify($run)}),
 		'0', "round $round: verify agrees for every job");
@@ -132,16 +150,8 @@ my ($rc, $out, $err) = $node->psql('postgres', "CALL tools.repair($run)");
 is($rc, 0, 'tools.repair() runs');
 like($err, qr/tools job \d+ has no key: a range of it cannot be copied again/,
 	'it leaves the keyless history to a trunc run');
-$node->safe_psql('postgres', q{SELECT tools.run('{public.pgbench_history}')});
-my $history_job = $node->safe_psql('postgres', 'SELECT max(job_id) FROM tools.job');
-$node->safe_psql('postgres', "CALL tools.start($history_job)");
-for my $t (@tables)
-{
-	is( $node->safe_psql('postgres', qq{
-		  SELECT count(*) FROM ((SELECT * FROM src.$t EXCEPT ALL SELECT * FROM public.$t)
-		    UNION ALL (SELECT * FROM public.$t EXCEPT ALL SELECT * FROM src.$t)) d}),
-		'0', "after the cutover: $t equals its source");
-}
+copy_history();
+tables_equal('after the cutover');
 is( $node->safe_psql('postgres', "SELECT count(*) FILTER (WHERE NOT ok) FROM tools.verify($run)"),
 	'0', 'after the cutover: verify agrees for every job');
 
@@ -170,16 +180,8 @@ $bench->signal('TERM');
 $bench->finish;
 ($rc, $out, $err) = $node->psql('postgres', "CALL tools.repair($run)");
 is($rc, 0, 'the repair after the writes stop completes');
-$node->safe_psql('postgres', q{SELECT tools.run('{public.pgbench_history}')});
-$history_job = $node->safe_psql('postgres', 'SELECT max(job_id) FROM tools.job');
-$node->safe_psql('postgres', "CALL tools.start($history_job)");
-for my $t (@tables)
-{
-	is( $node->safe_psql('postgres', qq{
-		  SELECT count(*) FROM ((SELECT * FROM src.$t EXCEPT ALL SELECT * FROM public.$t)
-		    UNION ALL (SELECT * FROM public.$t EXCEPT ALL SELECT * FROM src.$t)) d}),
-		'0', "after the repairs under and after the writes: $t equals its source");
-}
+copy_history();
+tables_equal('after the repairs under and after the writes');
 is($node->safe_psql('postgres', q{INSERT INTO public.orders (aid, note) VALUES (1, 'new') RETURNING id > 5000}),
 	't', 'after the cutover: the next order takes a key above the source\'s');
 
