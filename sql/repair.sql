@@ -209,6 +209,40 @@ CALL tools.repair();
 SELECT public.differing('source.rt', 'public.rt', 'id, v') AS rt;
 DROP TABLE source.rt, public.rt;
 
+-- Foreign keys between targets: the source gained a parent and its child,
+-- and lost a parent and its children.  A statement of one job meets rows
+-- that the other repairs later.  Without defer_constraints, the repair
+-- fails and says what to do; with it, tools.repair() drops the foreign
+-- keys while it writes, and adds them back, validated.
+CREATE TABLE source.rpar (id int PRIMARY KEY, v text);
+CREATE TABLE source.rchi (id int PRIMARY KEY, pid int REFERENCES source.rpar, v text);
+INSERT INTO source.rpar SELECT g, 'p' || g FROM generate_series(1, 100) g;
+INSERT INTO source.rchi SELECT g, 1 + g % 100, 'c' || g FROM generate_series(1, 300) g;
+CREATE TABLE public.rpar (id int PRIMARY KEY, v text);
+CREATE TABLE public.rchi (id int PRIMARY KEY, pid int CONSTRAINT rchi_pid REFERENCES public.rpar, v text);
+INSERT INTO tools.config (source, target, pkey, batchsize, priority, defer_constraints) VALUES
+  ('source.rchi', 'public.rchi', 'id', 100, 1, true),
+  ('source.rpar', 'public.rpar', 'id', 100, 2, true);
+SELECT statement FROM tools.run('{public.rchi,public.rpar}') \gexec
+DELETE FROM source.rchi WHERE pid = 9;
+DELETE FROM source.rpar WHERE id = 9;
+INSERT INTO source.rpar VALUES (500, 'new');
+INSERT INTO source.rchi VALUES (500, 500, 'new');
+UPDATE tools.config SET defer_constraints = false
+ WHERE target IN ('public.rchi'::regclass, 'public.rpar'::regclass);
+\set SHOW_CONTEXT never
+CALL tools.repair();
+\set SHOW_CONTEXT errors
+UPDATE tools.config SET defer_constraints = true
+ WHERE target IN ('public.rchi'::regclass, 'public.rpar'::regclass);
+CALL tools.repair();
+SELECT public.differing('source.rpar', 'public.rpar', 'id, v') AS rpar,
+       public.differing('source.rchi', 'public.rchi', 'id, pid, v') AS rchi;
+SELECT conname, convalidated FROM pg_constraint
+ WHERE conrelid = 'public.rchi'::regclass AND contype = 'f';
+SELECT count(*) AS deferred FROM tools.deferred_constraint;
+DROP TABLE source.rchi, source.rpar, public.rchi, public.rpar;
+
 -- It commits: not inside a transaction block.
 BEGIN;
 CALL tools.repair();

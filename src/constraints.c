@@ -86,35 +86,38 @@ constraint_kind(char contype)
 }
 
 /*
- * At the first start of a job of its run (no job of the run has started):
- * drop the foreign keys that belong to or reference a target of the run
+ * Drop the foreign keys that belong to or reference a target of run run_id
  * that defers constraints, recording how to add them back, in the caller's
- * transaction.  Keys recorded by an earlier run on these tables are the
- * run's to add back now.  Only the owner of a key's table may.  The caller
- * holds the run's row lock.
+ * transaction.  For the run's copy (copy), also the primary keys and unique
+ * constraints of the targets it empties; and keys recorded by an earlier
+ * run on these tables are the run's to add back now.  Only the owner of a
+ * key's table may; job_id is the job whose configuration a refusal names.
+ * The caller holds the run's row lock.
  */
-void
-tools_defer_constraints(const ToolsJob *job)
+static void
+defer_constraints(int64 run_id, int64 job_id, bool copy)
 {
 	Oid			types[5] = {INT8OID, OIDOID, NAMEOID, TEXTOID, OIDOID};
 	Datum		values[5];
+	Oid			select_types[2] = {INT8OID, BOOLOID};
+	Datum		select_values[2];
 	SPITupleTable *keys;
 	uint64		n;
 	uint64		i;
 	bool		isnull;
 
-	values[0] = Int64GetDatum(job->run_id);
-	if (tools_execute("SELECT FROM " TOOLS_SCHEMA ".job"
-					  " WHERE run_id OPERATOR(pg_catalog.=) $1 AND ts IS NOT NULL LIMIT 1",
-					  1, types, values, NULL, SPI_OK_SELECT) > 0 ||
-		tools_execute(DEFERRING_TARGETS_SQL " LIMIT 1", 1, types, values, NULL,
+	values[0] = Int64GetDatum(run_id);
+	select_values[0] = values[0];
+	select_values[1] = BoolGetDatum(copy);
+	if (tools_execute(DEFERRING_TARGETS_SQL " LIMIT 1", 1, types, values, NULL,
 					  SPI_OK_SELECT) == 0)
 		return;
-	tools_execute("UPDATE " TOOLS_SCHEMA ".deferred_constraint"
-				  " SET run_id = $1 WHERE run_id OPERATOR(pg_catalog.<>) $1"
-				  " AND (relation::pg_catalog.oid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL ")"
-				  " OR referenced::pg_catalog.oid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL "))",
-				  1, types, values, NULL, SPI_OK_UPDATE);
+	if (copy)
+		tools_execute("UPDATE " TOOLS_SCHEMA ".deferred_constraint"
+					  " SET run_id = $1 WHERE run_id OPERATOR(pg_catalog.<>) $1"
+					  " AND (relation::pg_catalog.oid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL ")"
+					  " OR referenced::pg_catalog.oid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL "))",
+					  1, types, values, NULL, SPI_OK_UPDATE);
 
 	/*
 	 * The foreign keys first: a primary key or unique constraint that one
@@ -132,7 +135,7 @@ tools_defer_constraints(const ToolsJob *job)
 					  " AND ((k.contype OPERATOR(pg_catalog.=) 'f'"
 					  " AND (k.conrelid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL ")"
 					  " OR k.confrelid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL ")))"
-					  " OR (k.contype OPERATOR(pg_catalog.=) ANY ('{p,u}'::pg_catalog.\"char\"[])"
+					  " OR ($2 AND k.contype OPERATOR(pg_catalog.=) ANY ('{p,u}'::pg_catalog.\"char\"[])"
 					  " AND k.conrelid OPERATOR(pg_catalog.=) ANY (" EMPTIED_TARGETS_SQL ")"
 					  " AND t.relkind OPERATOR(pg_catalog.=) " CppAsString2(RELKIND_RELATION)
 					  " AND NOT t.relispartition"
@@ -140,7 +143,7 @@ tools_defer_constraints(const ToolsJob *job)
 					  " WHERE i.indexrelid OPERATOR(pg_catalog.=) k.conindid"
 					  " AND (i.indisreplident OR i.indisclustered))))"
 					  " ORDER BY k.contype OPERATOR(pg_catalog.=) 'f' DESC, k.conrelid, k.conname",
-					  1, types, values, NULL, SPI_OK_SELECT);
+					  2, select_types, select_values, NULL, SPI_OK_SELECT);
 	keys = SPI_tuptable;
 	for (i = 0; i < n; i++)
 		if (!DatumGetBool(SPI_getbinval(keys->vals[i], keys->tupdesc, 4, &isnull)))
@@ -151,7 +154,7 @@ tools_defer_constraints(const ToolsJob *job)
 							constraint_kind(DatumGetChar(SPI_getbinval(keys->vals[i], keys->tupdesc, 5, &isnull))),
 							SPI_getvalue(keys->vals[i], keys->tupdesc, 2)),
 					 errdetail("The configuration of job %lld sets defer_constraints: the run drops the constraints of its targets and adds them back.",
-							   (long long) job->job_id),
+							   (long long) job_id),
 					 errhint("Run the job as the owner of the tables, or set defer_constraints to false in tools.config.")));
 
 	for (i = 0; i < n; i++)
@@ -183,7 +186,12 @@ tools_defer_constraints(const ToolsJob *job)
 		tools_execute(psprintf("ALTER TABLE %s DROP CONSTRAINT %s",
 							   tools_relation_sql(relation), quote_identifier(name)),
 					  0, NULL, NULL, NULL, SPI_OK_UTILITY);
-		if (contype == CONSTRAINT_FOREIGN)
+		if (!copy)
+			ereport(NOTICE,
+					(errmsg("foreign key \"%s\" of %s is dropped while tools.repair() writes into %s and %s",
+							name, tools_relation_sql(relation), tools_relation_sql(relation),
+							tools_relation_sql(referenced))));
+		else if (contype == CONSTRAINT_FOREIGN)
 			ereport(NOTICE,
 					(errmsg("foreign key \"%s\" of %s is dropped until the run's jobs on %s and %s complete",
 							name, tools_relation_sql(relation), tools_relation_sql(relation),
@@ -193,6 +201,50 @@ tools_defer_constraints(const ToolsJob *job)
 					(errmsg("%s \"%s\" of %s is dropped until the run's jobs on it complete",
 							constraint_kind(contype), name, tools_relation_sql(relation))));
 	}
+}
+
+/*
+ * At the first start of a job of its run (no job of the run has started):
+ * its foreign keys, and the keys of the targets it empties, as above.
+ */
+void
+tools_defer_constraints(const ToolsJob *job)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(job->run_id)};
+
+	if (tools_execute("SELECT FROM " TOOLS_SCHEMA ".job"
+					  " WHERE run_id OPERATOR(pg_catalog.=) $1 AND ts IS NOT NULL LIMIT 1",
+					  1, types, values, NULL, SPI_OK_SELECT) > 0)
+		return;
+	defer_constraints(job->run_id, job->job_id, true);
+}
+
+/*
+ * Before tools.repair() of run run_id writes into its targets: their
+ * foreign keys alone, as above, holding the run's row lock (a repair writes
+ * rows whose parents or children another job repairs later, in either
+ * order, and one statement of a repair may both delete a parent and insert
+ * a child).  The primary keys stay: the repair finds rows by them.  Each
+ * foreign key comes back with tools_restore_constraint() once the repair
+ * is done.
+ */
+void
+tools_defer_foreign_keys(int64 run_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(run_id)};
+	bool		isnull;
+
+	tools_execute("SELECT FROM " TOOLS_SCHEMA ".run"
+				  " WHERE run_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+				  1, types, values, NULL, SPI_OK_SELECT);
+	if (tools_execute("SELECT j.job_id" TOOLS_JOB_FROM
+					  " WHERE j.run_id OPERATOR(pg_catalog.=) $1 AND c.defer_constraints"
+					  " ORDER BY j.job_id LIMIT 1",
+					  1, types, values, NULL, SPI_OK_SELECT) == 0)
+		return;
+	defer_constraints(run_id, DatumGetInt64(tools_result_value(1, &isnull)), false);
 }
 
 /*

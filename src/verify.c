@@ -844,7 +844,28 @@ repair_statement(RepairState *rs, ParamListInfo params, bool lower,
 	plan = prepare_range(job, tools_repair_sql(job, lower, upper,
 											   source_columns(job), array,
 											   rs->deltas != NULL));
-	tools_execute_plan(plan, params, false, SPI_OK_SELECT);
+	PG_TRY();
+	{
+		tools_execute_plan(plan, params, false, SPI_OK_SELECT);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		/*
+		 * A parent row that another job repairs later, or a child row that
+		 * one has not yet deleted: say how the repair goes past them.
+		 */
+		MemoryContextSwitchTo(rs->cxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_FOREIGN_KEY_VIOLATION ||
+			job->defer_constraints || edata->hint != NULL)
+			PG_RE_THROW();
+		FlushErrorState();
+		edata->hint = pstrdup("Set defer_constraints in tools.config for the jobs of both tables: tools.repair() then drops their foreign keys while it writes, and adds them back after.");
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
 	for (i = 0; i < 3; i++)
 		counts[i] = DatumGetInt64(tools_result_value(i + 1, &isnull));
 	twice = DatumGetInt64(tools_result_value(4, &isnull));
@@ -1887,6 +1908,36 @@ repair_job(RepairState *rs, const ToolsSnapshot *since, bool all_rows)
 							   (long long) rs->changed)));
 }
 
+/*
+ * Add back, one step to a transaction, the foreign keys that the repair of
+ * run run_id dropped (tools_defer_foreign_keys()), or that a failed repair
+ * left dropped, on its targets (n of them): each is added NOT VALID, then
+ * validated.  A key whose tables' jobs of the run have not all completed
+ * is left to those jobs.
+ */
+static void
+restore_foreign_keys(int64 run_id, const Oid *targets, uint64 n)
+{
+	ToolsJob	job;
+	uint64		i;
+	bool		more;
+
+	memset(&job, 0, sizeof(job));
+	job.run_id = run_id;
+	for (i = 0; i < n; i++)
+	{
+		job.target = targets[i];
+		do
+		{
+			CHECK_FOR_INTERRUPTS();
+			tools_connect_nonatomic();
+			more = tools_may_read("deferred_constraint") &&
+				tools_restore_constraint(&job);
+			tools_commit_and_finish();
+		} while (more);
+	}
+}
+
 PG_FUNCTION_INFO_V1(tools_repair);
 
 /* CALL tools.repair(run_id bigint DEFAULT NULL, all_rows boolean DEFAULT false) */
@@ -1899,6 +1950,7 @@ tools_repair(PG_FUNCTION_ARGS)
 	uint64		njobs;
 	uint64		i;
 	int64	   *job_ids;
+	Oid		   *targets;
 	bool		all_rows = PG_NARGS() > 1 && !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
 	ErrorContextCallback errcb;
 
@@ -1916,6 +1968,7 @@ tools_repair(PG_FUNCTION_ARGS)
 	run_id = tools_connect_run(fcinfo, 0);
 	njobs = select_jobs(run_id);
 	job_ids = MemoryContextAlloc(cxt, sizeof(int64) * Max(njobs, 1));
+	targets = MemoryContextAllocZero(cxt, sizeof(Oid) * Max(njobs, 1));
 	for (i = 0; i < njobs; i++)
 	{
 		bool		isnull;
@@ -1925,6 +1978,12 @@ tools_repair(PG_FUNCTION_ARGS)
 												 &isnull));
 	}
 	SPI_finish();
+	if (njobs > 0)
+	{
+		tools_connect_nonatomic();
+		tools_defer_foreign_keys(run_id);
+		tools_commit_and_finish();
+	}
 
 	errcb.callback = range_error_context;
 	errcb.previous = error_context_stack;
@@ -1973,6 +2032,7 @@ tools_repair(PG_FUNCTION_ARGS)
 														 &since_null[2]));
 			MemoryContextSwitchTo(cxt);
 			tools_describe_job(&rs->job);
+			targets[i] = rs->job.target;
 			tools_check_target_writer(&rs->job, 0,
 									  psprintf("repairing job %lld meanwhile could undo its rows",
 											   (long long) rs->job.job_id),
@@ -2006,6 +2066,7 @@ tools_repair(PG_FUNCTION_ARGS)
 		}
 		PG_END_TRY();
 	}
+	restore_foreign_keys(run_id, targets, njobs);
 
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextDelete(cxt);
