@@ -241,6 +241,25 @@ SELECT public.differing('source.rpar', 'public.rpar', 'id, v') AS rpar,
 SELECT conname, convalidated FROM pg_constraint
  WHERE conrelid = 'public.rchi'::regclass AND contype = 'f';
 SELECT count(*) AS deferred FROM tools.deferred_constraint;
+-- A repair that fails once the keys are dropped leaves them recorded (a
+-- trigger on the target refuses a row); the next call adds them back.
+CREATE FUNCTION public.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'refused';
+END $$;
+CREATE TRIGGER refuse BEFORE INSERT ON public.rpar FOR EACH ROW EXECUTE FUNCTION public.refuse();
+INSERT INTO source.rpar VALUES (501, 'refused');
+\set SHOW_CONTEXT never
+CALL tools.repair();
+\set SHOW_CONTEXT errors
+SELECT relation, name FROM tools.deferred_constraint;
+SELECT count(*) AS keys FROM pg_constraint WHERE conrelid = 'public.rchi'::regclass AND contype = 'f';
+DROP TRIGGER refuse ON public.rpar;
+DROP FUNCTION public.refuse();
+CALL tools.repair();
+SELECT conname, convalidated FROM pg_constraint
+ WHERE conrelid = 'public.rchi'::regclass AND contype = 'f';
+SELECT public.differing('source.rpar', 'public.rpar', 'id, v') AS rpar;
 DROP TABLE source.rchi, source.rpar, public.rchi, public.rpar;
 
 -- It commits: not inside a transaction block.
