@@ -213,7 +213,9 @@ DROP TABLE source.rt, public.rt;
 -- and lost a parent and its children.  A statement of one job meets rows
 -- that the other repairs later.  Without defer_constraints, the repair
 -- fails and says what to do; with it, tools.repair() drops the foreign
--- keys while it writes, and adds them back, validated.
+-- keys between the targets while it writes, and adds them back, validated.
+-- A table that no job repairs keeps its foreign key to a target, and its
+-- ON DELETE CASCADE acts.
 CREATE TABLE source.rpar (id int PRIMARY KEY, v text);
 CREATE TABLE source.rchi (id int PRIMARY KEY, pid int REFERENCES source.rpar, v text);
 INSERT INTO source.rpar SELECT g, 'p' || g FROM generate_series(1, 100) g;
@@ -224,6 +226,8 @@ INSERT INTO tools.config (source, target, pkey, batchsize, priority, defer_const
   ('source.rchi', 'public.rchi', 'id', 100, 1, true),
   ('source.rpar', 'public.rpar', 'id', 100, 2, true);
 SELECT statement FROM tools.run('{public.rchi,public.rpar}') \gexec
+CREATE TABLE public.rnote (id int PRIMARY KEY, pid int REFERENCES public.rpar ON DELETE CASCADE);
+INSERT INTO public.rnote VALUES (1, 9), (2, 10);
 DELETE FROM source.rchi WHERE pid = 9;
 DELETE FROM source.rpar WHERE id = 9;
 INSERT INTO source.rpar VALUES (500, 'new');
@@ -241,6 +245,7 @@ SELECT public.differing('source.rpar', 'public.rpar', 'id, v') AS rpar,
 SELECT conname, convalidated FROM pg_constraint
  WHERE conrelid = 'public.rchi'::regclass AND contype = 'f';
 SELECT count(*) AS deferred FROM tools.deferred_constraint;
+SELECT id, pid FROM public.rnote;
 -- A repair that fails once the keys are dropped leaves them recorded (a
 -- trigger on the target refuses a row); the next call adds them back.
 CREATE FUNCTION public.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -260,7 +265,7 @@ CALL tools.repair();
 SELECT conname, convalidated FROM pg_constraint
  WHERE conrelid = 'public.rchi'::regclass AND contype = 'f';
 SELECT public.differing('source.rpar', 'public.rpar', 'id, v') AS rpar;
-DROP TABLE source.rchi, source.rpar, public.rchi, public.rpar;
+DROP TABLE source.rchi, source.rpar, public.rchi, public.rnote, public.rpar;
 
 -- It commits: not inside a transaction block.
 BEGIN;

@@ -87,10 +87,11 @@ constraint_kind(char contype)
 
 /*
  * Drop the foreign keys that belong to or reference a target of run run_id
- * that defers constraints, recording how to add them back, in the caller's
- * transaction.  For the run's copy (copy), also the primary keys and unique
- * constraints of the targets it empties; and keys recorded by an earlier
- * run on these tables are the run's to add back now.  Only the owner of a
+ * that defers constraints (for a repair, not copy: that join two such
+ * targets), recording how to add them back, in the caller's transaction.
+ * For the run's copy, also the primary keys and unique constraints of the
+ * targets it empties; and keys recorded by an earlier run on these tables
+ * are the run's to add back now.  Only the owner of a
  * key's table may; job_id is the job whose configuration a refusal names.
  * The caller holds the run's row lock.
  */
@@ -132,9 +133,11 @@ defer_constraints(int64 run_id, int64 job_id, bool copy)
 					  " FROM pg_catalog.pg_constraint AS k"
 					  " JOIN pg_catalog.pg_class AS t ON t.oid OPERATOR(pg_catalog.=) k.conrelid"
 					  " WHERE k.conparentid OPERATOR(pg_catalog.=) 0"
-					  " AND ((k.contype OPERATOR(pg_catalog.=) 'f'"
-					  " AND (k.conrelid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL ")"
-					  " OR k.confrelid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL ")))"
+					  " AND ((k.contype OPERATOR(pg_catalog.=) 'f' AND CASE WHEN $2"
+					  " THEN k.conrelid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL ")"
+					  " OR k.confrelid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL ")"
+					  " ELSE k.conrelid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL ")"
+					  " AND k.confrelid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL ") END)"
 					  " OR ($2 AND k.contype OPERATOR(pg_catalog.=) ANY ('{p,u}'::pg_catalog.\"char\"[])"
 					  " AND k.conrelid OPERATOR(pg_catalog.=) ANY (" EMPTIED_TARGETS_SQL ")"
 					  " AND t.relkind OPERATOR(pg_catalog.=) " CppAsString2(RELKIND_RELATION)
@@ -221,13 +224,14 @@ tools_defer_constraints(const ToolsJob *job)
 }
 
 /*
- * Before tools.repair() of run run_id writes into its targets: their
- * foreign keys alone, as above, holding the run's row lock (a repair writes
- * rows whose parents or children another job repairs later, in either
- * order, and one statement of a repair may both delete a parent and insert
- * a child).  The primary keys stay: the repair finds rows by them.  Each
- * foreign key comes back with tools_restore_constraint() once the repair
- * is done.
+ * Before tools.repair() of run run_id writes into its targets: the foreign
+ * keys between them alone, as above, holding the run's row lock (a repair
+ * writes rows whose parents or children another job repairs later, in
+ * either order, and one statement of a repair may both delete a parent and
+ * insert a child).  A key from or to another table stays, and acts as the
+ * schema says (ON DELETE CASCADE into a table that no job repairs); so do
+ * the primary keys, by which the repair finds rows.  Each key dropped comes
+ * back with tools_restore_constraint() once the repair is done.
  */
 void
 tools_defer_foreign_keys(int64 run_id)
