@@ -238,17 +238,41 @@ tools_defer_foreign_keys(int64 run_id)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(run_id)};
+	MemoryContext cxt = CurrentMemoryContext;
+	int64		job_id;
 	bool		isnull;
 
-	tools_execute("SELECT FROM " TOOLS_SCHEMA ".run"
-				  " WHERE run_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-				  1, types, values, NULL, SPI_OK_SELECT);
 	if (tools_execute("SELECT j.job_id" TOOLS_JOB_FROM
 					  " WHERE j.run_id OPERATOR(pg_catalog.=) $1 AND c.defer_constraints"
 					  " ORDER BY j.job_id LIMIT 1",
 					  1, types, values, NULL, SPI_OK_SELECT) == 0)
 		return;
-	defer_constraints(run_id, DatumGetInt64(tools_result_value(1, &isnull)), false);
+	job_id = DatumGetInt64(tools_result_value(1, &isnull));
+
+	/* A job starting holds the lock: the repair would refuse it anyway. */
+	PG_TRY();
+	{
+		tools_execute("SELECT FROM " TOOLS_SCHEMA ".run"
+					  " WHERE run_id OPERATOR(pg_catalog.=) $1 FOR UPDATE NOWAIT",
+					  1, types, values, NULL, SPI_OK_SELECT);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+			PG_RE_THROW();
+		FlushErrorState();
+		edata->message = psprintf("cannot repair run %lld while one of its jobs starts",
+								  (long long) run_id);
+		edata->detail = pstrdup("Before it writes, tools.repair() drops the foreign keys between the run's targets, as a job's start may.");
+		edata->hint = pstrdup("Call tools.repair() again once the run's jobs have ended.");
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	defer_constraints(run_id, job_id, false);
 }
 
 /*
