@@ -239,6 +239,8 @@ tools_defer_foreign_keys(int64 run_id)
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(run_id)};
 	MemoryContext cxt = CurrentMemoryContext;
+	char	   *busy = psprintf("cannot repair run %lld while one of its jobs starts",
+								(long long) run_id);
 	int64		job_id;
 	bool		isnull;
 
@@ -258,18 +260,9 @@ tools_defer_foreign_keys(int64 run_id)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
-			PG_RE_THROW();
-		FlushErrorState();
-		edata->message = psprintf("cannot repair run %lld while one of its jobs starts",
-								  (long long) run_id);
-		edata->detail = pstrdup("Before it writes, tools.repair() drops the foreign keys between the run's targets, as a job's start may.");
-		edata->hint = pstrdup("Call tools.repair() again once the run's jobs have ended.");
-		ReThrowError(edata);
+		tools_rethrow_told(cxt, ERRCODE_LOCK_NOT_AVAILABLE, busy,
+						   "Before it writes, tools.repair() drops the foreign keys between the run's targets, as a job's start may.",
+						   "Call tools.repair() again once the run's jobs have ended.");
 	}
 	PG_END_TRY();
 	defer_constraints(run_id, job_id, false);

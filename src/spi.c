@@ -158,6 +158,33 @@ tools_commit_and_finish(void)
 	SPI_finish();
 }
 
+/*
+ * In a PG_CATCH block: raise the error being handled again, told the way
+ * the extension tells it where it has code sqlerrcode: with message in
+ * place of its own, and detail and hint where it has none (each where not
+ * NULL).  Any other error is raised again as it was.  The error is copied
+ * in cxt, which outlives the handling.
+ */
+void
+tools_rethrow_told(MemoryContext cxt, int sqlerrcode, const char *message,
+				   const char *detail, const char *hint)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	if (edata->sqlerrcode != sqlerrcode)
+		PG_RE_THROW();
+	FlushErrorState();
+	if (message != NULL)
+		edata->message = pstrdup(message);
+	if (detail != NULL && edata->detail == NULL)
+		edata->detail = pstrdup(detail);
+	if (hint != NULL && edata->hint == NULL)
+		edata->hint = pstrdup(hint);
+	ReThrowError(edata);
+}
+
 /* Take the job's session lock, or fail naming the process that holds it. */
 void
 tools_lock_job(int64 job_id, LOCKTAG *tag)

@@ -323,6 +323,9 @@ extern Tuplestorestate *tools_materialize(FunctionCallInfo fcinfo,
 extern bool tools_called_nonatomic(FunctionCallInfo fcinfo);
 extern void tools_connect_nonatomic(void);
 extern void tools_commit_and_finish(void);
+extern void tools_rethrow_told(MemoryContext cxt, int sqlerrcode,
+							   const char *message, const char *detail,
+							   const char *hint);
 extern void tools_lock_job(int64 job_id, LOCKTAG *tag);
 extern void tools_check_target_writer(const ToolsJob *job, int64 except_run,
 									  const char *why, const char *call);

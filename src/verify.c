@@ -850,20 +850,14 @@ repair_statement(RepairState *rs, ParamListInfo params, bool lower,
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
 		/*
 		 * A parent row that another job repairs later, or a child row that
 		 * one has not yet deleted: say how the repair goes past them.
 		 */
-		MemoryContextSwitchTo(rs->cxt);
-		edata = CopyErrorData();
-		if (edata->sqlerrcode != ERRCODE_FOREIGN_KEY_VIOLATION ||
-			job->defer_constraints || edata->hint != NULL)
+		if (job->defer_constraints)
 			PG_RE_THROW();
-		FlushErrorState();
-		edata->hint = pstrdup("Set defer_constraints in tools.config for the jobs of both tables: tools.repair() then drops their foreign keys while it writes, and adds them back after.");
-		ReThrowError(edata);
+		tools_rethrow_told(rs->cxt, ERRCODE_FOREIGN_KEY_VIOLATION, NULL, NULL,
+						   "Set defer_constraints in tools.config for the jobs of both tables: tools.repair() then drops their foreign keys while it writes, and adds them back after.");
 	}
 	PG_END_TRY();
 	for (i = 0; i < 3; i++)
