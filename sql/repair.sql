@@ -209,11 +209,13 @@ CALL tools.repair();
 SELECT public.differing('source.rt', 'public.rt', 'id, v') AS rt;
 DROP TABLE source.rt, public.rt;
 
--- Foreign keys between targets: the source gained a parent and its child,
--- and lost a parent and its children.  A statement of one job meets rows
--- that the other repairs later.  Without defer_constraints, the repair
--- fails and says what to do; with it, tools.repair() drops the foreign
--- keys between the targets while it writes, and adds them back, validated.
+-- Foreign keys between targets.  Rows changed with their keys kept meet
+-- no foreign key: the repair leaves the keys alone.  Then the source
+-- gained a parent and its child, and lost a parent and its children: a
+-- statement of one job meets rows that the other repairs later.  Without
+-- defer_constraints, the repair fails and says what to do; with it,
+-- tools.repair() drops the foreign keys between the targets when one
+-- refuses a row, writes that row again, and adds them back, validated.
 -- A table that no job repairs keeps its foreign key to a target, and its
 -- ON DELETE CASCADE acts.
 CREATE TABLE source.rpar (id int PRIMARY KEY, v text);
@@ -226,6 +228,12 @@ INSERT INTO tools.config (source, target, pkey, batchsize, priority, defer_const
   ('source.rchi', 'public.rchi', 'id', 100, 1, true),
   ('source.rpar', 'public.rpar', 'id', 100, 2, true);
 SELECT statement FROM tools.run('{public.rchi,public.rpar}') \gexec
+UPDATE source.rpar SET v = 'changed' WHERE id = 3;
+UPDATE source.rchi SET v = 'changed', pid = 4 WHERE id = 3;
+CALL tools.repair();
+SELECT public.differing('source.rchi', 'public.rchi', 'id, pid, v') AS rchi;
+SELECT conname, convalidated FROM pg_constraint
+ WHERE conrelid = 'public.rchi'::regclass AND contype = 'f';
 CREATE TABLE public.rnote (id int PRIMARY KEY, pid int REFERENCES public.rpar ON DELETE CASCADE);
 INSERT INTO public.rnote VALUES (1, 9), (2, 10);
 DELETE FROM source.rchi WHERE pid = 9;
@@ -247,13 +255,15 @@ SELECT conname, convalidated FROM pg_constraint
 SELECT count(*) AS deferred FROM tools.deferred_constraint;
 SELECT id, pid FROM public.rnote;
 -- A repair that fails once the keys are dropped leaves them recorded (a
--- trigger on the target refuses a row); the next call adds them back.
+-- child comes before its parent, which a trigger on the target refuses);
+-- the next call adds them back.
 CREATE FUNCTION public.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   RAISE EXCEPTION 'refused';
 END $$;
 CREATE TRIGGER refuse BEFORE INSERT ON public.rpar FOR EACH ROW EXECUTE FUNCTION public.refuse();
 INSERT INTO source.rpar VALUES (501, 'refused');
+INSERT INTO source.rchi VALUES (501, 501, 'child of refused');
 \set SHOW_CONTEXT never
 CALL tools.repair();
 \set SHOW_CONTEXT errors
@@ -264,7 +274,17 @@ DROP FUNCTION public.refuse();
 CALL tools.repair();
 SELECT conname, convalidated FROM pg_constraint
  WHERE conrelid = 'public.rchi'::regclass AND contype = 'f';
-SELECT public.differing('source.rpar', 'public.rpar', 'id, v') AS rpar;
+SELECT public.differing('source.rpar', 'public.rpar', 'id, v') AS rpar,
+       public.differing('source.rchi', 'public.rchi', 'id, pid, v') AS rchi;
+-- A key checked at commit is checked at the end of each repair statement,
+-- where the repair can go past it.
+ALTER TABLE public.rchi ALTER CONSTRAINT rchi_pid DEFERRABLE INITIALLY DEFERRED;
+INSERT INTO source.rpar VALUES (502, 'new');
+INSERT INTO source.rchi VALUES (502, 502, 'new');
+CALL tools.repair();
+SELECT public.differing('source.rchi', 'public.rchi', 'id, pid, v') AS rchi;
+SELECT conname, convalidated, condeferred FROM pg_constraint
+ WHERE conrelid = 'public.rchi'::regclass AND contype = 'f';
 DROP TABLE source.rchi, source.rpar, public.rchi, public.rnote, public.rpar;
 
 -- It commits: not inside a transaction block.

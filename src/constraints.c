@@ -93,9 +93,9 @@ constraint_kind(char contype)
  * targets it empties; and keys recorded by an earlier run on these tables
  * are the run's to add back now.  Only the owner of a
  * key's table may; job_id is the job whose configuration a refusal names.
- * The caller holds the run's row lock.
+ * The caller holds the run's row lock.  Returns how many it dropped.
  */
-static void
+static uint64
 defer_constraints(int64 run_id, int64 job_id, bool copy)
 {
 	Oid			types[5] = {INT8OID, OIDOID, NAMEOID, TEXTOID, OIDOID};
@@ -112,7 +112,7 @@ defer_constraints(int64 run_id, int64 job_id, bool copy)
 	select_values[1] = BoolGetDatum(copy);
 	if (tools_execute(DEFERRING_TARGETS_SQL " LIMIT 1", 1, types, values, NULL,
 					  SPI_OK_SELECT) == 0)
-		return;
+		return 0;
 	if (copy)
 		tools_execute("UPDATE " TOOLS_SCHEMA ".deferred_constraint"
 					  " SET run_id = $1 WHERE run_id OPERATOR(pg_catalog.<>) $1"
@@ -204,6 +204,7 @@ defer_constraints(int64 run_id, int64 job_id, bool copy)
 					(errmsg("%s \"%s\" of %s is dropped until the run's jobs on it complete",
 							constraint_kind(contype), name, tools_relation_sql(relation))));
 	}
+	return n;
 }
 
 /*
@@ -224,16 +225,19 @@ tools_defer_constraints(const ToolsJob *job)
 }
 
 /*
- * Before tools.repair() of run run_id writes into its targets: the foreign
- * keys between them alone, as above, holding the run's row lock (a repair
- * writes rows whose parents or children another job repairs later, in
- * either order, and one statement of a repair may both delete a parent and
- * insert a child).  A key from or to another table stays, and acts as the
- * schema says (ON DELETE CASCADE into a table that no job repairs); so do
- * the primary keys, by which the repair finds rows.  Each key dropped comes
- * back with tools_restore_constraint() once the repair is done.
+ * When a foreign key between targets of run run_id refuses a row that
+ * tools.repair() writes: the foreign keys between the targets whose
+ * configurations defer constraints, as above, in the caller's transaction,
+ * holding the run's row lock (a repair writes rows whose parents or
+ * children another job repairs later, in either order, and one statement
+ * of a repair may both delete a parent and insert a child).  A key from or
+ * to another table stays, and acts as the schema says (ON DELETE CASCADE
+ * into a table that no job repairs); so do the primary keys, by which the
+ * repair finds rows.  Each key dropped comes back with
+ * tools_restore_constraint() once the repair is done.  Returns whether it
+ * dropped any.
  */
-void
+bool
 tools_defer_foreign_keys(int64 run_id)
 {
 	Oid			types[1] = {INT8OID};
@@ -248,7 +252,7 @@ tools_defer_foreign_keys(int64 run_id)
 					  " WHERE j.run_id OPERATOR(pg_catalog.=) $1 AND c.defer_constraints"
 					  " ORDER BY j.job_id LIMIT 1",
 					  1, types, values, NULL, SPI_OK_SELECT) == 0)
-		return;
+		return false;
 	job_id = DatumGetInt64(tools_result_value(1, &isnull));
 
 	/* A job starting holds the lock: the repair would refuse it anyway. */
@@ -261,11 +265,11 @@ tools_defer_foreign_keys(int64 run_id)
 	PG_CATCH();
 	{
 		tools_rethrow_told(cxt, ERRCODE_LOCK_NOT_AVAILABLE, busy,
-						   "Before it writes, tools.repair() drops the foreign keys between the run's targets, as a job's start may.",
+						   "A foreign key between the run's targets refused a row that tools.repair() writes; it drops those keys, as a job's start may.",
 						   "Call tools.repair() again once the run's jobs have ended.");
 	}
 	PG_END_TRY();
-	defer_constraints(run_id, job_id, false);
+	return defer_constraints(run_id, job_id, false) > 0;
 }
 
 /*

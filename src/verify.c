@@ -823,6 +823,77 @@ fold_deltas(RangeCounts *c, Datum deleted, Datum inserted)
 }
 
 /*
+ * Execute a repair statement's plan, its foreign keys checked at its end.
+ * One between the run's targets may refuse a row of it: a parent that
+ * another job repairs later, or a child that one has not yet deleted.
+ * Where the job's configuration defers constraints, the first such refusal
+ * drops the foreign keys between the run's targets whose configurations
+ * defer them (tools_defer_foreign_keys()), and the statement runs again: a
+ * subtransaction holds its first try, so that the second starts where the
+ * chunk stood.  A repair that meets no such row leaves the keys alone, and
+ * has none to validate.  Otherwise the error says how to go past it.
+ */
+static void
+execute_repair(RepairState *rs, SPIPlanPtr plan, ParamListInfo params)
+{
+	ToolsJob   *job = &rs->job;
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *volatile refused = NULL;
+
+	tools_execute("SET CONSTRAINTS ALL IMMEDIATE", 0, NULL, NULL, NULL,
+				  SPI_OK_UTILITY);
+	if (!job->defer_constraints)
+	{
+		PG_TRY();
+		{
+			tools_execute_plan(plan, params, false, SPI_OK_SELECT);
+		}
+		PG_CATCH();
+		{
+			tools_rethrow_told(rs->cxt, ERRCODE_FOREIGN_KEY_VIOLATION, NULL, NULL,
+							   "Set defer_constraints in tools.config for the jobs of both tables: tools.repair() then drops their foreign keys when one refuses a row, and adds them back after.");
+		}
+		PG_END_TRY();
+		return;
+	}
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		tools_execute_plan(plan, params, false, SPI_OK_SELECT);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(rs->cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (edata->sqlerrcode != ERRCODE_FOREIGN_KEY_VIOLATION)
+			ReThrowError(edata);
+		refused = edata;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	if (refused == NULL)
+		return;
+	if (!tools_defer_foreign_keys(job->run_id))
+	{
+		if (refused->hint == NULL)
+			refused->hint = pstrdup("tools.repair() drops only the foreign keys between targets of the run whose configurations set defer_constraints; a key from or to another table stays, and its rows must match.");
+		ReThrowError(refused);
+	}
+	tools_execute_plan(plan, params, false, SPI_OK_SELECT);
+}
+
+/*
  * Run a repair statement on a part of the job's range (tools_repair_sql():
  * the key range that lower and upper bound, with params, or the keys of an
  * SQL array), and count what it did: the rows deleted, updated and
@@ -844,22 +915,7 @@ repair_statement(RepairState *rs, ParamListInfo params, bool lower,
 	plan = prepare_range(job, tools_repair_sql(job, lower, upper,
 											   source_columns(job), array,
 											   rs->deltas != NULL));
-	PG_TRY();
-	{
-		tools_execute_plan(plan, params, false, SPI_OK_SELECT);
-	}
-	PG_CATCH();
-	{
-		/*
-		 * A parent row that another job repairs later, or a child row that
-		 * one has not yet deleted: say how the repair goes past them.
-		 */
-		if (job->defer_constraints)
-			PG_RE_THROW();
-		tools_rethrow_told(rs->cxt, ERRCODE_FOREIGN_KEY_VIOLATION, NULL, NULL,
-						   "Set defer_constraints in tools.config for the jobs of both tables: tools.repair() then drops their foreign keys while it writes, and adds them back after.");
-	}
-	PG_END_TRY();
+	execute_repair(rs, plan, params);
 	for (i = 0; i < 3; i++)
 		counts[i] = DatumGetInt64(tools_result_value(i + 1, &isnull));
 	twice = DatumGetInt64(tools_result_value(4, &isnull));
@@ -1972,12 +2028,6 @@ tools_repair(PG_FUNCTION_ARGS)
 												 &isnull));
 	}
 	SPI_finish();
-	if (njobs > 0)
-	{
-		tools_connect_nonatomic();
-		tools_defer_foreign_keys(run_id);
-		tools_commit_and_finish();
-	}
 
 	errcb.callback = range_error_context;
 	errcb.previous = error_context_stack;
