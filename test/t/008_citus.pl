@@ -2,7 +2,8 @@
 # table on a single-node Citus cluster (the coordinator holds the shards),
 # copied from a local table and from a postgres_fdw foreign table, then
 # repaired after the sources change, and after rows change on the targets
-# alone (tools.repair() writes through Citus: no statement of it that
+# alone; and a distributed table with a foreign key to a reference table,
+# repaired past that key (tools.repair() writes through Citus: no statement of it that
 # writes a target compares text or correlates a subquery with the target,
 # which Citus refuses for its tables).  Citus plans every insert
 # into its tables and puts the rows in its shards; the coordinator's own
@@ -132,6 +133,47 @@ is( $node->safe_psql('postgres', q{
 	  SELECT pg_relation_size('public.dist') + pg_relation_size('public.dist_fdw')
 	       + pg_relation_size('public.ref') + pg_relation_size('public.loc')}),
 	'0', 'nothing was written into the coordinator\'s shell tables');
+
+# A distributed table whose foreign key references a reference table,
+# the schema Citus is made for, copied with defer_constraints.  The source
+# gains a group and an order in it: the order's job, repaired first, meets
+# the key, which tools.repair() then drops (its statement's first try, in
+# a subtransaction that Citus carries to the shards, undone), and adds back
+# validated once the group is there too.
+$node->safe_psql('postgres', q{
+  CREATE TABLE source.grp (id int PRIMARY KEY, v text);
+  INSERT INTO source.grp SELECT g, 'g' || g FROM generate_series(0, 20) g;
+  CREATE TABLE source.ord (id int PRIMARY KEY, grp int REFERENCES source.grp, v text);
+  INSERT INTO source.ord SELECT g, g % 7, md5(g::text) FROM generate_series(1, 5000) g;
+  CREATE TABLE public.grp (id int PRIMARY KEY, v text);
+  SELECT create_reference_table('public.grp');
+  CREATE TABLE public.ord (id int PRIMARY KEY, grp int CONSTRAINT ord_grp REFERENCES public.grp, v text);
+  SELECT create_distributed_table('public.ord', 'id');
+  INSERT INTO tools.config (source, target, pkey, batchsize, priority, defer_constraints) VALUES
+    ('source.ord', 'public.ord', 'id', 1000, 1, true),
+    ('source.grp', 'public.grp', 'id', 1000, 2, true);
+});
+$node->safe_psql('postgres', $_)
+  for split /\n/, $node->safe_psql('postgres', q{SELECT statement FROM tools.run('{public.ord,public.grp}')});
+$node->safe_psql('postgres', q{
+  INSERT INTO source.grp VALUES (50, 'new');
+  INSERT INTO source.ord VALUES (9000, 50, 'new');
+  UPDATE source.ord SET v = 'changed' WHERE id = 10;
+});
+($ret, $out, $err) = $node->psql('postgres', 'CALL tools.repair()');
+is($ret, 0, 'the repair of Citus targets joined by a foreign key completes');
+like($err, qr/foreign key "ord_grp" of public\.ord is dropped while tools\.repair\(\) writes/,
+	'it drops the key when the key refuses a row');
+is( $node->safe_psql('postgres', q{
+	  SELECT (SELECT count(*) FROM ((SELECT * FROM source.ord EXCEPT ALL SELECT * FROM public.ord)
+	           UNION ALL (SELECT * FROM public.ord EXCEPT ALL SELECT * FROM source.ord)) d)
+	       + (SELECT count(*) FROM ((SELECT * FROM source.grp EXCEPT ALL SELECT * FROM public.grp)
+	           UNION ALL (SELECT * FROM public.grp EXCEPT ALL SELECT * FROM source.grp)) d)}),
+	'0', 'both Citus targets hold exactly their sources');
+is( $node->safe_psql('postgres', q{
+	  SELECT string_agg(conname || ' ' || convalidated, ', ') FROM pg_constraint
+	   WHERE conrelid = 'public.ord'::regclass AND contype = 'f'}),
+	'ord_grp true', 'the foreign key is back and validated');
 
 # The reason is told at DEBUG1.
 $node->safe_psql('postgres', q{
