@@ -1056,7 +1056,7 @@ repair_chunk(RepairState *rs)
 						 rs->position != NULL && array == NULL,
 						 upper != NULL && array == NULL, array, counts);
 		ereport(DEBUG1,
-				(errmsg("tools job %lld: keys %s %s up to %s: %lld rows missing, %lld extra and %lld changed, repaired",
+				(errmsg("tools job %lld: keys %s %s up to %s repaired; rows: %lld missing, %lld extra, %lld changed",
 						(long long) job->job_id,
 						rs->position == NULL ? "from" : "above",
 						rs->position == NULL ? "the first" :
@@ -1195,8 +1195,10 @@ repair_written(RepairState *rs, const char *xid)
 
 			repair_keys(rs, rs->differ, n, c);
 			ereport(DEBUG1,
-					(errmsg("tools job %lld: %lld rows written on %s since the copy, from key %s: %lld rows missing, %lld extra and %lld changed, repaired",
-							(long long) job->job_id, (long long) n,
+					(errmsg_plural("tools job %lld: %lld row written on %s since the copy, from key %s, repaired; rows: %lld missing, %lld extra, %lld changed",
+								   "tools job %lld: %lld rows written on %s since the copy, from key %s, repaired; rows: %lld missing, %lld extra, %lld changed",
+								   (unsigned long) n,
+								   (long long) job->job_id, (long long) n,
 							job->source_name,
 							tools_key_string(job, &rs->differ[0]),
 							(long long) c[2], (long long) c[0],
@@ -1776,8 +1778,10 @@ repair_span(RepairState *rs, int64 a, int64 b, int shift, const char *xid)
 		return;
 	rs->chunks += ndiffer;
 	ereport(DEBUG1,
-			(errmsg("tools job %lld: keys from %lld to %lld: %lld ranges of %lld keys differed in their counts: %lld rows missing, %lld extra and %lld changed, repaired",
-					(long long) job->job_id, (long long) a, (long long) b,
+			(errmsg_plural("tools job %lld: keys from %lld to %lld: %lld range of width %lld differed in its counts, repaired; rows: %lld missing, %lld extra, %lld changed",
+						   "tools job %lld: keys from %lld to %lld: %lld ranges of width %lld differed in their counts, repaired; rows: %lld missing, %lld extra, %lld changed",
+						   (unsigned long) ndiffer,
+						   (long long) job->job_id, (long long) a, (long long) b,
 					(long long) ndiffer, (long long) 1 << shift,
 					(long long) total[2], (long long) total[0],
 					(long long) total[1])));
@@ -1931,8 +1935,10 @@ repair_job(RepairState *rs, const ToolsSnapshot *since, bool all_rows)
 
 	if (!differed && short_way)
 		ereport(NOTICE,
-				(errmsg("tools job %lld: %s equals %s in the job's range: in the %lld rows written on the source since the copy, and in the keys of both sides",
-						(long long) job->job_id, job->target_name,
+				(errmsg_plural("tools job %lld: %s equals %s in the job's range: in the %lld row written on the source since the copy, and in the keys of both sides",
+							   "tools job %lld: %s equals %s in the job's range: in the %lld rows written on the source since the copy, and in the keys of both sides",
+							   (unsigned long) rs->written,
+							   (long long) job->job_id, job->target_name,
 						job->source_name, (long long) rs->written)));
 	else if (!differed)
 		ereport(NOTICE,
@@ -1940,7 +1946,7 @@ repair_job(RepairState *rs, const ToolsSnapshot *since, bool all_rows)
 						(long long) job->job_id, job->target_name, job->source_name)));
 	else if (short_way)
 		ereport(NOTICE,
-				(errmsg("tools job %lld: %s differed from %s: %lld rows missing, %lld extra and %lld changed, now as in the source; read: the %lld rows written on the source since the copy, and the keys of %lld ranges whose counts differed",
+				(errmsg("tools job %lld: %s differed from %s and now equals it; rows: %lld missing, %lld extra, %lld changed; read: the rows written on the source since the copy (%lld) and the keys of the ranges whose counts differed (%lld)",
 						(long long) job->job_id, job->target_name,
 						job->source_name,
 						(long long) rs->missing, (long long) rs->extra,
@@ -1948,8 +1954,8 @@ repair_job(RepairState *rs, const ToolsSnapshot *since, bool all_rows)
 						(long long) rs->chunks)));
 	else
 		ereport(NOTICE,
-				(errmsg_plural("tools job %lld: %s differed from %s in %lld key range of up to %d rows: %lld rows missing, %lld extra and %lld changed, now as in the source",
-							   "tools job %lld: %s differed from %s in %lld key ranges of up to %d rows: %lld rows missing, %lld extra and %lld changed, now as in the source",
+				(errmsg_plural("tools job %lld: %s differed from %s in %lld key range of up to %d rows and now equals it; rows: %lld missing, %lld extra, %lld changed",
+							   "tools job %lld: %s differed from %s in %lld key ranges of up to %d rows and now equals it; rows: %lld missing, %lld extra, %lld changed",
 							   (unsigned long) rs->chunks,
 							   (long long) job->job_id, job->target_name,
 							   job->source_name, (long long) rs->chunks,
