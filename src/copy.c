@@ -567,12 +567,16 @@ check_null_keys(CopyState *st)
 		ereport(ERROR,
 				(errcode(ERRCODE_NOT_NULL_VIOLATION),
 				 job->nkeys == 1 ?
-				 errmsg("source %s has %lld rows whose key %s is NULL",
-						job->source_name, (long long) count,
-						job->keys[0].name) :
-				 errmsg("source %s has %lld rows with a NULL in key (%s)",
-						job->source_name, (long long) count,
-						tools_key_list(job, "")),
+				 errmsg_plural("source %s has %lld row whose key %s is NULL",
+							   "source %s has %lld rows whose key %s is NULL",
+							   (unsigned long) count,
+							   job->source_name, (long long) count,
+							   job->keys[0].name) :
+				 errmsg_plural("source %s has %lld row with a NULL in key (%s)",
+							   "source %s has %lld rows with a NULL in key (%s)",
+							   (unsigned long) count,
+							   job->source_name, (long long) count,
+							   tools_key_list(job, "")),
 				 errdetail("Batches follow key ranges, and no range holds a NULL key: these rows would be left behind."),
 				 errhint("Give these rows a key in the source, or leave them out knowingly with the condition \"%s\".",
 						 tools_key_not_null(job))));

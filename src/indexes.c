@@ -342,7 +342,7 @@ tools_guard_drop(PG_FUNCTION_ARGS)
 	tools_execute("SELECT pg_catalog.count(*), pg_catalog.min(d.what) FROM"
 				  " (SELECT pg_catalog.format('index %I on %s', index_name, target) AS what"
 				  " FROM " TOOLS_SCHEMA ".deferred_index"
-				  " UNION ALL SELECT pg_catalog.format('foreign key %I on %s', name, relation)"
+				  " UNION ALL SELECT pg_catalog.format('constraint %I on %s', name, relation)"
 				  " FROM " TOOLS_SCHEMA ".deferred_constraint) AS d",
 				  0, NULL, NULL, NULL, SPI_OK_SELECT);
 	left = DatumGetInt64(tools_result_value(1, &isnull));
@@ -350,9 +350,11 @@ tools_guard_drop(PG_FUNCTION_ARGS)
 	if (left > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
-				 errmsg("cannot drop extension tools while indexes or foreign keys deferred by its jobs are not built again"),
-				 errdetail("tools.deferred_index and tools.deferred_constraint hold the only definition of %lld indexes and foreign keys that jobs dropped before their copy, such as %s.",
-						   (long long) left, example),
+				 errmsg("cannot drop extension tools while indexes or constraints deferred by its jobs are not built again"),
+				 errdetail_plural("tools.deferred_index and tools.deferred_constraint hold the only definition of %lld index or constraint that a job dropped before its copy: %s.",
+								  "tools.deferred_index and tools.deferred_constraint hold the only definition of %lld indexes and constraints that jobs dropped before their copy, such as %s.",
+								  (unsigned long) left,
+								  (long long) left, example),
 				 errhint("Resume the jobs of their runs, which build them again when they complete; or build each one yourself from its definition and delete its row.")));
 	SPI_finish();
 	PG_RETURN_NULL();

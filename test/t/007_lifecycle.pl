@@ -130,9 +130,9 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_indexes WHERE indexnam
 	'its target\'s index is dropped, deferred');
 $node->safe_psql('postgres', 'DELETE FROM tools.config');
 ($ret, $out, $err) = $node->psql('postgres', 'DROP EXTENSION tools');
-like($err, qr/cannot drop extension tools while indexes or foreign keys deferred by its jobs are not built again/,
+like($err, qr/cannot drop extension tools while indexes or constraints deferred by its jobs are not built again/,
 	'DROP EXTENSION is refused');
-like($err, qr/DETAIL:  tools\.deferred_index and tools\.deferred_constraint hold the only definition of 1 indexes and foreign keys .* such as index t_v on t\./,
+like($err, qr/DETAIL:  tools\.deferred_index and tools\.deferred_constraint hold the only definition of 1 index or constraint that a job dropped before its copy: index t_v on t\./,
 	'the error names the index');
 ($ret, $out, $err) = $node->psql('postgres', 'DROP SCHEMA tools CASCADE');
 like($err, qr/cannot drop extension tools/, 'so is DROP SCHEMA tools CASCADE');
