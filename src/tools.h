@@ -38,13 +38,16 @@
  * cancel lock until the run's workers are gone; a completed job holds its
  * target's lock (keyed by the table's oid) while it looks at its target's
  * deferred indexes and builds them again; a completed job holds its run's
- * constraint lock while it looks at the run's deferred foreign keys.
+ * constraint lock while it looks at the run's deferred foreign keys; a
+ * tools.repair() call holds its run's repair lock in share mode for its
+ * life, and the last to end takes it alone to add back the foreign keys.
  */
 #define TOOLS_JOB_LOCK_SPACE	0x7430
 #define TOOLS_RUN_LOCK_SPACE	0x7431
 #define TOOLS_CANCEL_LOCK_SPACE 0x7432
 #define TOOLS_TARGET_LOCK_SPACE 0x7433
 #define TOOLS_CONSTRAINT_LOCK_SPACE 0x7434
+#define TOOLS_REPAIR_LOCK_SPACE 0x7435
 
 /*
  * The advisory locks of this database that other processes hold, as a

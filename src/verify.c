@@ -1867,7 +1867,7 @@ static void
 repair_job(RepairState *rs, const ToolsSnapshot *since, bool all_rows)
 {
 	ToolsJob   *job = &rs->job;
-	ToolsSnapshot now;
+	ToolsSnapshot now = {0};
 	bool		known;
 	bool		short_way;
 	bool		differed;
@@ -1919,17 +1919,20 @@ repair_job(RepairState *rs, const ToolsSnapshot *since, bool all_rows)
 	/* Rows inserted or updated may hold larger values of its sequences. */
 	if (differed && job->sequences && tools_has_sequences(job))
 		tools_set_sequences(job);
-	if (known)
 	{
 		Oid			types[4] = {INT8OID, INT8OID, INT8OID, INT8OID};
 		Datum		values[4] = {Int64GetDatum(job->job_id),
 			Int64GetDatum(now.xmin), Int64GetDatum(now.system),
 		Int64GetDatum(now.relation)};
+		char		nulls[4] = {' ', known ? ' ' : 'n', known ? ' ' : 'n',
+		known ? ' ' : 'n'};
 
-		tools_execute("UPDATE " TOOLS_SCHEMA ".job SET source_xmin = $2, source_system = $3,"
-					  " source_relation = $4"
+		tools_execute("UPDATE " TOOLS_SCHEMA ".job SET repaired = pg_catalog.clock_timestamp(),"
+					  " source_xmin = COALESCE($2, source_xmin),"
+					  " source_system = COALESCE($3, source_system),"
+					  " source_relation = COALESCE($4, source_relation)"
 					  " WHERE job_id OPERATOR(pg_catalog.=) $1",
-					  4, types, values, NULL, SPI_OK_UPDATE);
+					  4, types, values, nulls, SPI_OK_UPDATE);
 	}
 	tools_commit_and_finish();
 
@@ -1965,18 +1968,34 @@ repair_job(RepairState *rs, const ToolsSnapshot *since, bool all_rows)
 }
 
 /*
- * Add back, one step to a transaction, the foreign keys that the repair of
+ * Add back, one step to a transaction, the foreign keys that the repairs of
  * run run_id dropped (tools_defer_foreign_keys()), or that a failed repair
- * left dropped, on its targets (n of them): each is added NOT VALID, then
- * validated.  A key whose tables' jobs of the run have not all completed
- * is left to those jobs.
+ * left dropped, on its targets: each is added NOT VALID, then validated.
+ * A key whose tables' jobs of the run have not all completed is left to
+ * those jobs.
  */
 static void
-restore_foreign_keys(int64 run_id, const Oid *targets, uint64 n)
+restore_foreign_keys(int64 run_id)
 {
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(run_id)};
 	ToolsJob	job;
+	Oid		   *targets;
+	uint64		n;
 	uint64		i;
 	bool		more;
+	bool		isnull;
+
+	tools_connect_nonatomic();
+	n = tools_execute("SELECT DISTINCT c.target::pg_catalog.oid" TOOLS_JOB_FROM
+					  " WHERE j.run_id OPERATOR(pg_catalog.=) $1",
+					  1, types, values, NULL, SPI_OK_SELECT);
+	targets = palloc(sizeof(Oid) * Max(n, 1));
+	for (i = 0; i < n; i++)
+		targets[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+													SPI_tuptable->tupdesc, 1,
+													&isnull));
+	tools_commit_and_finish();
 
 	memset(&job, 0, sizeof(job));
 	job.run_id = run_id;
@@ -1994,95 +2013,121 @@ restore_foreign_keys(int64 run_id, const Oid *targets, uint64 n)
 	}
 }
 
-PG_FUNCTION_INFO_V1(tools_repair);
-
-/* CALL tools.repair(run_id bigint DEFAULT NULL, all_rows boolean DEFAULT false) */
-Datum
-tools_repair(PG_FUNCTION_ARGS)
+/*
+ * Take the job's lock for this repair of run run_id: false where another
+ * repair of the run holds it, which repairs the job (said in a NOTICE).
+ * Any other holder, a tools.start() of the job, fails the call.
+ */
+static bool
+claim_job(int64 run_id, int64 job_id, LOCKTAG *tag)
 {
-	MemoryContext cxt;
-	MemoryContext oldcxt;
-	int64		run_id;
-	uint64		njobs;
-	uint64		i;
-	int64	   *job_ids;
-	Oid		   *targets;
-	bool		all_rows = PG_NARGS() > 1 && !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
-	ErrorContextCallback errcb;
+	Oid			types[4] = {INT8OID, INT8OID, INT4OID, INT4OID};
+	Datum		values[4];
+	int			pid = 0;
+	bool		isnull;
 
-	if (!tools_called_nonatomic(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
-				 errmsg("tools.repair() cannot run inside a transaction block"),
-				 errdetail("It commits after each key range it repairs, so that a failure keeps the ranges already repaired."),
-				 errhint("Run CALL tools.repair() as a statement of its own, outside BEGIN and COMMIT.")));
+	TOOLS_SET_LOCKTAG(*tag, job_id, TOOLS_JOB_LOCK_SPACE);
+	if (LockAcquire(tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL)
+		return true;
 
-	/* The call's memory outlives the commits. */
-	cxt = AllocSetContextCreate(PortalContext, "tools repair",
-								ALLOCSET_DEFAULT_SIZES);
-	oldcxt = MemoryContextSwitchTo(cxt);
-	run_id = tools_connect_run(fcinfo, 0);
-	njobs = select_jobs(run_id);
-	job_ids = MemoryContextAlloc(cxt, sizeof(int64) * Max(njobs, 1));
-	targets = MemoryContextAllocZero(cxt, sizeof(Oid) * Max(njobs, 1));
-	for (i = 0; i < njobs; i++)
-	{
-		bool		isnull;
-
-		job_ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-												 SPI_tuptable->tupdesc, 1,
-												 &isnull));
-	}
+	values[0] = Int64GetDatum(run_id);
+	values[1] = Int64GetDatum(job_id);
+	values[2] = Int32GetDatum(TOOLS_REPAIR_LOCK_SPACE);
+	values[3] = Int32GetDatum(TOOLS_JOB_LOCK_SPACE);
+	tools_connect_nonatomic();
+	if (tools_execute("WITH held AS " TOOLS_HELD_LOCKS_SQL
+					  " SELECT j.pid FROM held AS j JOIN held AS r"
+					  " ON r.pid OPERATOR(pg_catalog.=) j.pid"
+					  " AND r.space OPERATOR(pg_catalog.=) $3"
+					  " AND r.id OPERATOR(pg_catalog.=) $1"
+					  " WHERE j.space OPERATOR(pg_catalog.=) $4"
+					  " AND j.id OPERATOR(pg_catalog.=) $2 LIMIT 1",
+					  4, types, values, NULL, SPI_OK_SELECT) > 0)
+		pid = DatumGetInt32(tools_result_value(1, &isnull));
 	SPI_finish();
-
-	errcb.callback = range_error_context;
-	errcb.previous = error_context_stack;
-	for (i = 0; i < njobs; i++)
+	if (pid == 0)
 	{
-		RepairState *rs = palloc0(sizeof(RepairState));
-		LOCKTAG		tag;
-		Oid			types[1] = {INT8OID};
-		Datum		values[1] = {Int64GetDatum(job_ids[i])};
-		bool		completed;
-		bool		isnull;
-		bool		since_null[3];
-		ToolsSnapshot since;
+		/* Fails naming the holder, unless it has let go meanwhile. */
+		tools_lock_job(job_id, tag);
+		return true;
+	}
+	ereport(NOTICE,
+			(errmsg("tools job %lld is being repaired by another call: this call leaves it to that one",
+					(long long) job_id)));
+	return false;
+}
 
-		rs->cxt = cxt;
-		tools_lock_job(job_ids[i], &tag);
-		PG_TRY();
-		{
-			tools_connect_nonatomic();
-			if (tools_execute("SELECT " TOOLS_JOB_COLUMNS ", j.state OPERATOR(pg_catalog.=) 'completed',"
-							  " j.source_xmin, j.source_system, j.source_relation"
-							  TOOLS_JOB_FROM " WHERE j.job_id OPERATOR(pg_catalog.=) $1",
-							  1, types, values, NULL, SPI_OK_SELECT) != 1)
-				ereport(ERROR,
-						(errcode(ERRCODE_UNDEFINED_OBJECT),
-						 errmsg("job %lld was deleted while its run was repaired",
-								(long long) job_ids[i]),
-						 errhint("Plan a new run with tools.run().")));
-			tools_job_from_row(&rs->job, SPI_tuptable->vals[0],
-							   SPI_tuptable->tupdesc, cxt);
-			completed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+/*
+ * Repair one job of run run_id, in cxt, unless another repair of the run
+ * holds it or has repaired it since this call began, at began.
+ */
+static void
+repair_one(int64 run_id, int64 job_id, TimestampTz began, bool all_rows,
+		   MemoryContext cxt)
+{
+	RepairState *rs = palloc0(sizeof(RepairState));
+	ErrorContextCallback errcb;
+	LOCKTAG		tag;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(job_id)};
+	bool		completed;
+	bool		isnull;
+	bool		since_null[3];
+	bool		repaired_null;
+	TimestampTz repaired;
+	ToolsSnapshot since;
+
+	if (!claim_job(run_id, job_id, &tag))
+		return;
+	rs->cxt = cxt;
+	errcb.callback = range_error_context;
+	errcb.arg = &rs->job;
+	errcb.previous = error_context_stack;
+	PG_TRY();
+	{
+		tools_connect_nonatomic();
+		if (tools_execute("SELECT " TOOLS_JOB_COLUMNS ", j.state OPERATOR(pg_catalog.=) 'completed',"
+						  " j.source_xmin, j.source_system, j.source_relation, j.repaired"
+						  TOOLS_JOB_FROM " WHERE j.job_id OPERATOR(pg_catalog.=) $1",
+						  1, types, values, NULL, SPI_OK_SELECT) != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("job %lld was deleted while its run was repaired",
+							(long long) job_id),
+					 errhint("Plan a new run with tools.run().")));
+		tools_job_from_row(&rs->job, SPI_tuptable->vals[0],
+						   SPI_tuptable->tupdesc, cxt);
+		completed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc,
+											   TOOLS_JOB_NCOLUMNS + 1,
+											   &isnull));
+		since.xmin = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												 SPI_tuptable->tupdesc,
+												 TOOLS_JOB_NCOLUMNS + 2,
+												 &since_null[0]));
+		since.system = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 												   SPI_tuptable->tupdesc,
-												   TOOLS_JOB_NCOLUMNS + 1,
-												   &isnull));
-			since.xmin = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												   TOOLS_JOB_NCOLUMNS + 3,
+												   &since_null[1]));
+		since.relation = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 													 SPI_tuptable->tupdesc,
-													 TOOLS_JOB_NCOLUMNS + 2,
-													 &since_null[0]));
-			since.system = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-													   SPI_tuptable->tupdesc,
-													   TOOLS_JOB_NCOLUMNS + 3,
-													   &since_null[1]));
-			since.relation = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-														 SPI_tuptable->tupdesc,
-														 TOOLS_JOB_NCOLUMNS + 4,
-														 &since_null[2]));
-			MemoryContextSwitchTo(cxt);
+													 TOOLS_JOB_NCOLUMNS + 4,
+													 &since_null[2]));
+		repaired = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc,
+													 TOOLS_JOB_NCOLUMNS + 5,
+													 &repaired_null));
+		MemoryContextSwitchTo(cxt);
+		if (!repaired_null && repaired >= began)
+		{
+			SPI_finish();
+			ereport(NOTICE,
+					(errmsg("tools job %lld was repaired by another call since this one began",
+							(long long) job_id)));
+		}
+		else
+		{
 			tools_describe_job(&rs->job);
-			targets[i] = rs->job.target;
 			tools_check_target_writer(&rs->job, 0,
 									  psprintf("repairing job %lld meanwhile could undo its rows",
 											   (long long) rs->job.job_id),
@@ -2090,7 +2135,6 @@ tools_repair(PG_FUNCTION_ARGS)
 			SPI_finish();
 			MemoryContextSwitchTo(cxt);
 
-			errcb.arg = &rs->job;
 			error_context_stack = &errcb;
 			if (rs->job.nkeys == 0)
 				ereport(NOTICE,
@@ -2109,14 +2153,91 @@ tools_repair(PG_FUNCTION_ARGS)
 						   all_rows);
 			error_context_stack = errcb.previous;
 		}
+	}
+	PG_FINALLY();
+	{
+		tools_remote_close(&rs->job);
+		LockRelease(&tag, ExclusiveLock, true);
+	}
+	PG_END_TRY();
+}
+
+PG_FUNCTION_INFO_V1(tools_repair);
+
+/*
+ * CALL tools.repair(run_id bigint DEFAULT NULL, all_rows boolean DEFAULT false)
+ *
+ * Calls made at once share the run's jobs: each holds the run's repair
+ * lock in share mode while it runs, leaves a job that another holds or has
+ * repaired since it began, and the last to end adds back the foreign keys
+ * that they dropped.
+ */
+Datum
+tools_repair(PG_FUNCTION_ARGS)
+{
+	MemoryContext cxt;
+	MemoryContext oldcxt;
+	int64		run_id;
+	uint64		njobs;
+	uint64		i;
+	int64	   *job_ids;
+	bool		all_rows = PG_NARGS() > 1 && !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
+	TimestampTz began = GetCurrentTimestamp();
+	LOCKTAG		tag;
+
+	if (!tools_called_nonatomic(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("tools.repair() cannot run inside a transaction block"),
+				 errdetail("It commits after each key range it repairs, so that a failure keeps the ranges already repaired."),
+				 errhint("Run CALL tools.repair() as a statement of its own, outside BEGIN and COMMIT.")));
+
+	/* The call's memory outlives the commits. */
+	cxt = AllocSetContextCreate(PortalContext, "tools repair",
+								ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(cxt);
+	run_id = tools_connect_run(fcinfo, 0);
+	njobs = select_jobs(run_id);
+	job_ids = MemoryContextAlloc(cxt, sizeof(int64) * Max(njobs, 1));
+	for (i = 0; i < njobs; i++)
+	{
+		bool		isnull;
+
+		job_ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+												 SPI_tuptable->tupdesc, 1,
+												 &isnull));
+	}
+	SPI_finish();
+
+	TOOLS_SET_LOCKTAG(tag, run_id, TOOLS_REPAIR_LOCK_SPACE);
+	(void) LockAcquire(&tag, ShareLock, true, false);
+	PG_TRY();
+	{
+		for (i = 0; i < njobs; i++)
+			repair_one(run_id, job_ids[i], began, all_rows, cxt);
+	}
+	PG_FINALLY();
+	{
+		LockRelease(&tag, ShareLock, true);
+	}
+	PG_END_TRY();
+
+	/*
+	 * Each call lets go before it looks: of calls ending together, at least
+	 * one finds none of the others.
+	 */
+	if (LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL)
+	{
+		PG_TRY();
+		{
+			restore_foreign_keys(run_id);
+		}
 		PG_FINALLY();
 		{
-			tools_remote_close(&rs->job);
 			LockRelease(&tag, ExclusiveLock, true);
 		}
 		PG_END_TRY();
 	}
-	restore_foreign_keys(run_id, targets, njobs);
 
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextDelete(cxt);

@@ -595,15 +595,16 @@ PG_FUNCTION_INFO_V1(tools_wait);
  * tools.wait(run_id bigint DEFAULT NULL) RETURNS SETOF tools.report
  *
  * Waits until no worker of the run is left and no process runs one of its
- * jobs, then returns the run's rows of tools.report, read after the wait.
+ * jobs or repairs the run, then returns the run's rows of tools.report,
+ * read after the wait.
  */
 Datum
 tools_wait(PG_FUNCTION_ARGS)
 {
 	TupleDesc	desc;
 	Tuplestorestate *store = tools_materialize(fcinfo, &desc);
-	Oid			types[3] = {INT8OID, INT4OID, INT4OID};
-	Datum		values[3];
+	Oid			types[4] = {INT8OID, INT4OID, INT4OID, INT4OID};
+	Datum		values[4];
 	int64		run_id;
 	uint64		i;
 
@@ -619,16 +620,17 @@ tools_wait(PG_FUNCTION_ARGS)
 	values[0] = Int64GetDatum(run_id);
 	values[1] = Int32GetDatum(TOOLS_RUN_LOCK_SPACE);
 	values[2] = Int32GetDatum(TOOLS_JOB_LOCK_SPACE);
+	values[3] = Int32GetDatum(TOOLS_REPAIR_LOCK_SPACE);
 	for (;;)
 	{
 		if (tools_execute("SELECT FROM " TOOLS_HELD_LOCKS_SQL " AS h"
-						  " WHERE h.space OPERATOR(pg_catalog.=) $2"
+						  " WHERE h.space OPERATOR(pg_catalog.=) ANY (ARRAY[$2, $4])"
 						  " AND h.id OPERATOR(pg_catalog.=) $1"
 						  " OR h.space OPERATOR(pg_catalog.=) $3"
 						  " AND h.id OPERATOR(pg_catalog.=) ANY (SELECT job_id FROM "
 						  TOOLS_SCHEMA ".job WHERE run_id OPERATOR(pg_catalog.=) $1)"
 						  " LIMIT 1",
-						  3, types, values, NULL, SPI_OK_SELECT) == 0)
+						  4, types, values, NULL, SPI_OK_SELECT) == 0)
 			break;
 		nap(WAIT_POLL_MS);
 	}
