@@ -243,7 +243,7 @@ tools_defer_foreign_keys(int64 run_id)
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(run_id)};
 	MemoryContext cxt = CurrentMemoryContext;
-	char	   *busy = psprintf("cannot repair run %lld while one of its jobs starts",
+	char	   *busy = psprintf("cannot drop the foreign keys between the targets of run %lld now",
 								(long long) run_id);
 	int64		job_id;
 	bool		isnull;
@@ -265,8 +265,8 @@ tools_defer_foreign_keys(int64 run_id)
 	PG_CATCH();
 	{
 		tools_rethrow_told(cxt, ERRCODE_LOCK_NOT_AVAILABLE, busy,
-						   "A foreign key between the run's targets refused a row that tools.repair() writes; it drops those keys, as a job's start may.",
-						   "Call tools.repair() again once the run's jobs have ended.");
+						   "A foreign key between them refused a row that tools.repair() writes, and another process holds the run: a job of it starting, or another tools.repair() of it dropping the keys.",
+						   "Call tools.repair() again once that process is done: it repairs what is left.");
 	}
 	PG_END_TRY();
 	return defer_constraints(run_id, job_id, false) > 0;

@@ -600,7 +600,7 @@ check_target_owner(CopyState *st)
 	int64		other_job;
 	int64		other_run;
 
-	tools_check_target_writer(&st->job, st->job.run_id,
+	tools_check_target_writer(&st->job, st->job.run_id, false,
 							  "two runs writing one target would copy rows twice",
 							  psprintf("tools.start(%lld)", (long long) st->job.job_id));
 

@@ -209,23 +209,28 @@ tools_lock_job(int64 job_id, LOCKTAG *tag)
 /*
  * Refuse to write into the job's target while another process runs a job
  * of it (tools.start() or tools.repair(), which hold its lock), other than
- * this one and the jobs of run except_run (0: none excepted): the error
- * says why (a clause) and which call to make again.  The caller is
- * connected to SPI and holds its own job's lock, so that of two calls
- * looking at once, at least one sees the other.
+ * this one and the jobs of run except_run (0: none excepted), and, where
+ * repairing, the jobs of this job's run that other repairs of that run
+ * hold (each writes its own job's range): the error says why (a clause)
+ * and which call to make again.  The caller is connected to SPI and holds
+ * its own job's lock, so that of two calls looking at once, at least one
+ * sees the other.
  */
 void
 tools_check_target_writer(const ToolsJob *job, int64 except_run,
-						  const char *why, const char *call)
+						  bool repairing, const char *why, const char *call)
 {
-	Oid			types[4] = {OIDOID, INT8OID, INT8OID, INT4OID};
-	Datum		values[4];
+	Oid			types[7] = {OIDOID, INT8OID, INT8OID, INT4OID, BOOLOID, INT8OID, INT4OID};
+	Datum		values[7];
 	bool		isnull;
 
 	values[0] = ObjectIdGetDatum(job->target);
 	values[1] = Int64GetDatum(job->job_id);
 	values[2] = Int64GetDatum(except_run);
 	values[3] = Int32GetDatum(TOOLS_JOB_LOCK_SPACE);
+	values[4] = BoolGetDatum(repairing);
+	values[5] = Int64GetDatum(job->run_id);
+	values[6] = Int32GetDatum(TOOLS_REPAIR_LOCK_SPACE);
 	if (tools_execute("WITH held AS " TOOLS_HELD_LOCKS_SQL
 					  " SELECT j.job_id, j.run_id, h.pid"
 					  " FROM " TOOLS_SCHEMA ".job AS j"
@@ -236,8 +241,13 @@ tools_check_target_writer(const ToolsJob *job, int64 except_run,
 					  " WHERE c.target::pg_catalog.oid OPERATOR(pg_catalog.=) $1"
 					  " AND j.job_id OPERATOR(pg_catalog.<>) $2"
 					  " AND j.run_id OPERATOR(pg_catalog.<>) $3"
+					  " AND NOT ($5 AND j.run_id OPERATOR(pg_catalog.=) $6"
+					  " AND EXISTS (SELECT FROM held AS r"
+					  " WHERE r.space OPERATOR(pg_catalog.=) $7"
+					  " AND r.id OPERATOR(pg_catalog.=) $6"
+					  " AND r.pid OPERATOR(pg_catalog.=) h.pid))"
 					  " ORDER BY j.job_id LIMIT 1",
-					  4, types, values, NULL, SPI_OK_SELECT) > 0)
+					  7, types, values, NULL, SPI_OK_SELECT) > 0)
 	{
 		int64		other = DatumGetInt64(tools_result_value(1, &isnull));
 

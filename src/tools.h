@@ -331,7 +331,8 @@ extern void tools_rethrow_told(MemoryContext cxt, int sqlerrcode,
 							   const char *hint);
 extern void tools_lock_job(int64 job_id, LOCKTAG *tag);
 extern void tools_check_target_writer(const ToolsJob *job, int64 except_run,
-									  const char *why, const char *call);
+									  bool repairing, const char *why,
+									  const char *call);
 extern int64 tools_connect_run(FunctionCallInfo fcinfo, int argno);
 
 /* query.c */

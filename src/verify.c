@@ -2128,7 +2128,7 @@ repair_one(int64 run_id, int64 job_id, TimestampTz began, bool all_rows,
 		else
 		{
 			tools_describe_job(&rs->job);
-			tools_check_target_writer(&rs->job, 0,
+			tools_check_target_writer(&rs->job, 0, true,
 									  psprintf("repairing job %lld meanwhile could undo its rows",
 											   (long long) rs->job.job_id),
 									  "tools.repair()");
