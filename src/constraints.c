@@ -93,9 +93,9 @@ constraint_kind(char contype)
  * targets it empties; and keys recorded by an earlier run on these tables
  * are the run's to add back now.  Only the owner of a
  * key's table may; job_id is the job whose configuration a refusal names.
- * The caller holds the run's row lock.  Returns how many it dropped.
+ * The caller holds the run's row lock.
  */
-static uint64
+static void
 defer_constraints(int64 run_id, int64 job_id, bool copy)
 {
 	Oid			types[5] = {INT8OID, OIDOID, NAMEOID, TEXTOID, OIDOID};
@@ -112,7 +112,7 @@ defer_constraints(int64 run_id, int64 job_id, bool copy)
 	select_values[1] = BoolGetDatum(copy);
 	if (tools_execute(DEFERRING_TARGETS_SQL " LIMIT 1", 1, types, values, NULL,
 					  SPI_OK_SELECT) == 0)
-		return 0;
+		return;
 	if (copy)
 		tools_execute("UPDATE " TOOLS_SCHEMA ".deferred_constraint"
 					  " SET run_id = $1 WHERE run_id OPERATOR(pg_catalog.<>) $1"
@@ -204,7 +204,6 @@ defer_constraints(int64 run_id, int64 job_id, bool copy)
 					(errmsg("%s \"%s\" of %s is dropped until the run's jobs on it complete",
 							constraint_kind(contype), name, tools_relation_sql(relation))));
 	}
-	return n;
 }
 
 /*
@@ -234,10 +233,9 @@ tools_defer_constraints(const ToolsJob *job)
  * to another table stays, and acts as the schema says (ON DELETE CASCADE
  * into a table that no job repairs); so do the primary keys, by which the
  * repair finds rows.  Each key dropped comes back with
- * tools_restore_constraint() once the repair is done.  Returns whether it
- * dropped any.
+ * tools_restore_constraint() once the repair is done.
  */
-bool
+void
 tools_defer_foreign_keys(int64 run_id)
 {
 	Oid			types[1] = {INT8OID};
@@ -252,7 +250,7 @@ tools_defer_foreign_keys(int64 run_id)
 					  " WHERE j.run_id OPERATOR(pg_catalog.=) $1 AND c.defer_constraints"
 					  " ORDER BY j.job_id LIMIT 1",
 					  1, types, values, NULL, SPI_OK_SELECT) == 0)
-		return false;
+		return;
 	job_id = DatumGetInt64(tools_result_value(1, &isnull));
 
 	/* A job starting holds the lock: the repair would refuse it anyway. */
@@ -265,11 +263,31 @@ tools_defer_foreign_keys(int64 run_id)
 	PG_CATCH();
 	{
 		tools_rethrow_told(cxt, ERRCODE_LOCK_NOT_AVAILABLE, busy,
-						   "A foreign key between them refused a row that tools.repair() writes, and another process holds the run: a job of it starting, or another tools.repair() of it dropping the keys.",
-						   "Call tools.repair() again once that process is done: it repairs what is left.");
+						   "A foreign key between them refused a row that tools.repair() writes, and a job of the run that is starting holds the run.",
+						   "Call tools.repair() again once that job has started: it repairs what is left.");
 	}
 	PG_END_TRY();
-	return defer_constraints(run_id, job_id, false) > 0;
+	defer_constraints(run_id, job_id, false);
+}
+
+/*
+ * Whether run run_id has foreign keys that tools.repair() may drop: keys
+ * between two of its targets whose configurations defer constraints.
+ * The caller is connected to SPI.
+ */
+bool
+tools_run_defers_foreign_keys(int64 run_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(run_id)};
+
+	return tools_execute("SELECT FROM pg_catalog.pg_constraint AS k"
+						 " WHERE k.contype OPERATOR(pg_catalog.=) 'f'"
+						 " AND k.conparentid OPERATOR(pg_catalog.=) 0"
+						 " AND k.conrelid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL ")"
+						 " AND k.confrelid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL ")"
+						 " LIMIT 1",
+						 1, types, values, NULL, SPI_OK_SELECT) > 0;
 }
 
 /*

@@ -234,7 +234,8 @@ extern const char *tools_insert_obstacle(const ToolsJob *job);
 
 /* constraints.c */
 extern void tools_defer_constraints(const ToolsJob *job);
-extern bool tools_defer_foreign_keys(int64 run_id);
+extern void tools_defer_foreign_keys(int64 run_id);
+extern bool tools_run_defers_foreign_keys(int64 run_id);
 extern bool tools_restore_constraint(const ToolsJob *job);
 
 /* indexes.c */

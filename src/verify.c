@@ -839,7 +839,7 @@ execute_repair(RepairState *rs, SPIPlanPtr plan, ParamListInfo params)
 	ToolsJob   *job = &rs->job;
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
-	ErrorData  *volatile refused = NULL;
+	volatile bool refused = false;
 
 	tools_execute("SET CONSTRAINTS ALL IMMEDIATE", 0, NULL, NULL, NULL,
 				  SPI_OK_UTILITY);
@@ -877,20 +877,26 @@ execute_repair(RepairState *rs, SPIPlanPtr plan, ParamListInfo params)
 		CurrentResourceOwner = owner;
 		if (edata->sqlerrcode != ERRCODE_FOREIGN_KEY_VIOLATION)
 			ReThrowError(edata);
-		refused = edata;
+		refused = true;
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(cxt);
 	CurrentResourceOwner = owner;
-	if (refused == NULL)
+	if (!refused)
 		return;
-	if (!tools_defer_foreign_keys(job->run_id))
+
+	/* A key from or to another table stays, and refuses the row again. */
+	tools_defer_foreign_keys(job->run_id);
+	PG_TRY();
 	{
-		if (refused->hint == NULL)
-			refused->hint = pstrdup("tools.repair() drops only the foreign keys between targets of the run whose configurations set defer_constraints; a key from or to another table stays, and its rows must match.");
-		ReThrowError(refused);
+		tools_execute_plan(plan, params, false, SPI_OK_SELECT);
 	}
-	tools_execute_plan(plan, params, false, SPI_OK_SELECT);
+	PG_CATCH();
+	{
+		tools_rethrow_told(rs->cxt, ERRCODE_FOREIGN_KEY_VIOLATION, NULL, NULL,
+						   "tools.repair() drops only the foreign keys between targets of the run whose configurations set defer_constraints; a key from or to another table stays, and its rows must match.");
+	}
+	PG_END_TRY();
 }
 
 /*
@@ -1979,6 +1985,7 @@ restore_foreign_keys(int64 run_id)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(run_id)};
+	MemoryContext cxt = CurrentMemoryContext;
 	ToolsJob	job;
 	Oid		   *targets;
 	uint64		n;
@@ -1990,7 +1997,7 @@ restore_foreign_keys(int64 run_id)
 	n = tools_execute("SELECT DISTINCT c.target::pg_catalog.oid" TOOLS_JOB_FROM
 					  " WHERE j.run_id OPERATOR(pg_catalog.=) $1",
 					  1, types, values, NULL, SPI_OK_SELECT);
-	targets = palloc(sizeof(Oid) * Max(n, 1));
+	targets = MemoryContextAlloc(cxt, sizeof(Oid) * Max(n, 1));
 	for (i = 0; i < n; i++)
 		targets[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
 													SPI_tuptable->tupdesc, 1,
@@ -2170,7 +2177,8 @@ PG_FUNCTION_INFO_V1(tools_repair);
  * Calls made at once share the run's jobs: each holds the run's repair
  * lock in share mode while it runs, leaves a job that another holds or has
  * repaired since it began, and the last to end adds back the foreign keys
- * that they dropped.
+ * that a failed call left dropped.  Where the call may drop foreign keys,
+ * it holds that lock alone.
  */
 Datum
 tools_repair(PG_FUNCTION_ARGS)
@@ -2184,6 +2192,7 @@ tools_repair(PG_FUNCTION_ARGS)
 	bool		all_rows = PG_NARGS() > 1 && !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
 	TimestampTz began = GetCurrentTimestamp();
 	LOCKTAG		tag;
+	LOCKMODE	mode;
 
 	if (!tools_called_nonatomic(fcinfo))
 		ereport(ERROR,
@@ -2207,10 +2216,26 @@ tools_repair(PG_FUNCTION_ARGS)
 												 SPI_tuptable->tupdesc, 1,
 												 &isnull));
 	}
-	SPI_finish();
 
+	/*
+	 * A call that may drop foreign keys runs alone: dropping one waits for
+	 * every other writer of its two tables to commit, and another call,
+	 * there, would wait for this one.
+	 */
+	mode = tools_run_defers_foreign_keys(run_id) ? ExclusiveLock : ShareLock;
+	SPI_finish();
 	TOOLS_SET_LOCKTAG(tag, run_id, TOOLS_REPAIR_LOCK_SPACE);
-	(void) LockAcquire(&tag, ShareLock, true, false);
+	if (LockAcquire(&tag, mode, true, true) == LOCKACQUIRE_NOT_AVAIL)
+	{
+		if (mode == ExclusiveLock)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("another tools.repair() of run %lld is running",
+							(long long) run_id),
+					 errdetail("Foreign keys join targets of the run whose configurations set defer_constraints: a repair may have to drop them while it writes, which one call does alone."),
+					 errhint("Wait for that call to end; one call repairs every job of the run.")));
+		(void) LockAcquire(&tag, mode, true, false);
+	}
 	PG_TRY();
 	{
 		for (i = 0; i < njobs; i++)
@@ -2218,7 +2243,7 @@ tools_repair(PG_FUNCTION_ARGS)
 	}
 	PG_FINALLY();
 	{
-		LockRelease(&tag, ShareLock, true);
+		LockRelease(&tag, mode, true);
 	}
 	PG_END_TRY();
 
