@@ -823,6 +823,26 @@ fold_deltas(RangeCounts *c, Datum deleted, Datum inserted)
 }
 
 /*
+ * Execute a repair statement's plan; a row that a foreign key refuses
+ * fails it with the server's error and hint, or, where it has none, hint.
+ */
+static void
+execute_told(RepairState *rs, SPIPlanPtr plan, ParamListInfo params,
+			 const char *hint)
+{
+	PG_TRY();
+	{
+		tools_execute_plan(plan, params, false, SPI_OK_SELECT);
+	}
+	PG_CATCH();
+	{
+		tools_rethrow_told(rs->cxt, ERRCODE_FOREIGN_KEY_VIOLATION, NULL, NULL,
+						   hint);
+	}
+	PG_END_TRY();
+}
+
+/*
  * Execute a repair statement's plan, its foreign keys checked at its end.
  * One between the run's targets may refuse a row of it: a parent that
  * another job repairs later, or a child that one has not yet deleted.
@@ -845,16 +865,8 @@ execute_repair(RepairState *rs, SPIPlanPtr plan, ParamListInfo params)
 				  SPI_OK_UTILITY);
 	if (!job->defer_constraints)
 	{
-		PG_TRY();
-		{
-			tools_execute_plan(plan, params, false, SPI_OK_SELECT);
-		}
-		PG_CATCH();
-		{
-			tools_rethrow_told(rs->cxt, ERRCODE_FOREIGN_KEY_VIOLATION, NULL, NULL,
-							   "Set defer_constraints in tools.config for the jobs of both tables: tools.repair() then drops their foreign keys when one refuses a row, and adds them back after.");
-		}
-		PG_END_TRY();
+		execute_told(rs, plan, params,
+					 "Set defer_constraints in tools.config for the jobs of both tables: tools.repair() then drops their foreign keys when one refuses a row, and adds them back after.");
 		return;
 	}
 
@@ -887,16 +899,8 @@ execute_repair(RepairState *rs, SPIPlanPtr plan, ParamListInfo params)
 
 	/* A key from or to another table stays, and refuses the row again. */
 	tools_defer_foreign_keys(job->run_id);
-	PG_TRY();
-	{
-		tools_execute_plan(plan, params, false, SPI_OK_SELECT);
-	}
-	PG_CATCH();
-	{
-		tools_rethrow_told(rs->cxt, ERRCODE_FOREIGN_KEY_VIOLATION, NULL, NULL,
-						   "tools.repair() drops only the foreign keys between targets of the run whose configurations set defer_constraints; a key from or to another table stays, and its rows must match.");
-	}
-	PG_END_TRY();
+	execute_told(rs, plan, params,
+				 "tools.repair() drops only the foreign keys between targets of the run whose configurations set defer_constraints; a key from or to another table stays, and its rows must match.");
 }
 
 /*
