@@ -8,6 +8,7 @@
 # below, inside and above the copied keys.  A trigger on the target stops
 # the repair from inside a range's repair, at a chosen key (a changed row
 # updated, an extra row deleted), so the stop points are exact, not timed.
+# Last, two calls at once share a run in two parts, one of them stopped.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -193,6 +194,51 @@ is($node->safe_psql('postgres', $differing), '0', 'the target equals the other t
 like($err, qr/tools job 1: public\.items equals src\.items in the job's range: in the 0 rows written on the source since/,
 	'the next call takes the short way over the other table')
   if $short_way;
+
+# Two calls at once over a run in two parts of the target, one of them
+# terminated inside a repair statement if it reaches key 15000 (which of
+# them repairs which part is theirs to share): after both, every row of the
+# target is its source's or its copy's, no key doubled, and a call after
+# them ends with the target equal to the source.
+$node->safe_psql('postgres', q{
+  UPDATE tools.config SET parts = 2, trunc = true;
+  SELECT tools.run();
+});
+my $run = $node->safe_psql('postgres', 'SELECT max(run_id) FROM tools.run');
+$node->safe_psql('postgres', $_) for split /\n/, $node->safe_psql('postgres',
+	"SELECT 'CALL tools.start(' || job_id || ')' FROM tools.job WHERE run_id = $run ORDER BY job_id");
+$node->safe_psql('postgres', q{
+  CREATE TABLE public.items_copy AS SELECT * FROM public.items;
+  CREATE TRIGGER stop_at BEFORE INSERT OR UPDATE OR DELETE ON public.items
+    FOR EACH ROW EXECUTE FUNCTION public.stop_at();
+});
+$node->safe_psql('src', q{
+  UPDATE public.items_moved SET v = 'parallel' WHERE id % 1000 = 19;
+  DELETE FROM public.items_moved WHERE id IN (4000, 15000, 16000);
+  INSERT INTO public.items_moved VALUES (-5, 'below', 0), (30000, 'above', 1);
+});
+my @calls;
+for my $stop ('-c tools_test.stop_at=15000 -c tools_test.how=terminate', '')
+{
+	my %call = (out => '', err => '');
+	local $ENV{PGOPTIONS} = "$stop -c tools.repair_chunk=3000";
+	$call{run} = IPC::Run::start(
+		[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c', 'CALL tools.repair()' ],
+		'>', \$call{out}, '2>', \$call{err});
+	push @calls, \%call;
+}
+$_->{run}->finish for @calls;
+is($node->safe_psql('postgres', 'SELECT count(*) - count(DISTINCT id) FROM public.items'),
+	'0', 'after two calls at once, one stopped: no key doubled');
+is( $node->safe_psql('postgres', q{
+	  SELECT count(*) FROM public.items t
+	   WHERE NOT EXISTS (SELECT FROM src.items s WHERE s.id = t.id AND s.v = t.v AND s.n = t.n)
+	     AND NOT EXISTS (SELECT FROM public.items_copy c WHERE c.id = t.id AND c.v = t.v AND c.n = t.n)}),
+	'0', 'after two calls at once, one stopped: every row is its source\'s or its copy\'s');
+$node->safe_psql('postgres', 'DROP TRIGGER stop_at ON public.items');
+($rc, $out, $err) = $node->psql('postgres', "CALL tools.repair($run)");
+is($rc, 0, 'a call after them completes');
+is($node->safe_psql('postgres', $differing), '0', 'the target equals the source after it');
 
 unlike(slurp_file($node->logfile), qr/terminated by signal [^9]/, 'no process crashed');
 
