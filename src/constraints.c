@@ -65,6 +65,11 @@
 	" WHERE j.run_id OPERATOR(pg_catalog.=) $1 AND c.defer_constraints"
 
 /* Those of them that the run empties: every configuration also sets trunc. */
+/* A foreign key k that joins two of them: the keys a repair may drop. */
+#define BETWEEN_DEFERRING_TARGETS_SQL \
+	" k.conrelid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL ")" \
+	" AND k.confrelid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL ")"
+
 #define EMPTIED_TARGETS_SQL \
 	"SELECT c.target::pg_catalog.oid" TOOLS_JOB_FROM \
 	" WHERE j.run_id OPERATOR(pg_catalog.=) $1 GROUP BY c.target" \
@@ -136,8 +141,7 @@ defer_constraints(int64 run_id, int64 job_id, bool copy)
 					  " AND ((k.contype OPERATOR(pg_catalog.=) 'f' AND CASE WHEN $2"
 					  " THEN k.conrelid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL ")"
 					  " OR k.confrelid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL ")"
-					  " ELSE k.conrelid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL ")"
-					  " AND k.confrelid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL ") END)"
+					  " ELSE" BETWEEN_DEFERRING_TARGETS_SQL " END)"
 					  " OR ($2 AND k.contype OPERATOR(pg_catalog.=) ANY ('{p,u}'::pg_catalog.\"char\"[])"
 					  " AND k.conrelid OPERATOR(pg_catalog.=) ANY (" EMPTIED_TARGETS_SQL ")"
 					  " AND t.relkind OPERATOR(pg_catalog.=) " CppAsString2(RELKIND_RELATION)
@@ -284,9 +288,7 @@ tools_run_defers_foreign_keys(int64 run_id)
 	return tools_execute("SELECT FROM pg_catalog.pg_constraint AS k"
 						 " WHERE k.contype OPERATOR(pg_catalog.=) 'f'"
 						 " AND k.conparentid OPERATOR(pg_catalog.=) 0"
-						 " AND k.conrelid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL ")"
-						 " AND k.confrelid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL ")"
-						 " LIMIT 1",
+						 " AND" BETWEEN_DEFERRING_TARGETS_SQL " LIMIT 1",
 						 1, types, values, NULL, SPI_OK_SELECT) > 0;
 }
 

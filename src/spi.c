@@ -241,11 +241,8 @@ tools_check_target_writer(const ToolsJob *job, int64 except_run,
 					  " WHERE c.target::pg_catalog.oid OPERATOR(pg_catalog.=) $1"
 					  " AND j.job_id OPERATOR(pg_catalog.<>) $2"
 					  " AND j.run_id OPERATOR(pg_catalog.<>) $3"
-					  " AND NOT ($5 AND j.run_id OPERATOR(pg_catalog.=) $6"
-					  " AND EXISTS (SELECT FROM held AS r"
-					  " WHERE r.space OPERATOR(pg_catalog.=) $7"
-					  " AND r.id OPERATOR(pg_catalog.=) $6"
-					  " AND r.pid OPERATOR(pg_catalog.=) h.pid))"
+					  " AND NOT ($5 AND j.run_id OPERATOR(pg_catalog.=) $6 AND"
+					  TOOLS_REPAIRING_SQL("h.pid", "$6", "$7") ")"
 					  " ORDER BY j.job_id LIMIT 1",
 					  7, types, values, NULL, SPI_OK_SELECT) > 0)
 	{

@@ -39,8 +39,9 @@
  * target's lock (keyed by the table's oid) while it looks at its target's
  * deferred indexes and builds them again; a completed job holds its run's
  * constraint lock while it looks at the run's deferred foreign keys; a
- * tools.repair() call holds its run's repair lock in share mode for its
- * life, and the last to end takes it alone to add back the foreign keys.
+ * tools.repair() call holds its run's repair lock for its life, in share
+ * mode, or alone where it may drop foreign keys, and the last to end takes
+ * it alone to add back the foreign keys.
  */
 #define TOOLS_JOB_LOCK_SPACE	0x7430
 #define TOOLS_RUN_LOCK_SPACE	0x7431
@@ -62,6 +63,15 @@
 	" AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database AS d" \
 	" WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())" \
 	" AND l.granted AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid())"
+
+/*
+ * Of the locks held (TOOLS_HELD_LOCKS_SQL as "held"), whether process pid
+ * holds run run's repair lock: it is a tools.repair() of that run.  pid,
+ * run and space (TOOLS_REPAIR_LOCK_SPACE) are SQL expressions.
+ */
+#define TOOLS_REPAIRING_SQL(pid, run, space) \
+	" EXISTS (SELECT FROM held AS r WHERE r.space OPERATOR(pg_catalog.=) " space \
+	" AND r.id OPERATOR(pg_catalog.=) " run " AND r.pid OPERATOR(pg_catalog.=) " pid ")"
 
 #define TOOLS_SET_LOCKTAG(tag, id, space) \
 	SET_LOCKTAG_ADVISORY((tag), MyDatabaseId, (uint32) ((uint64) (id) >> 32), \

@@ -2047,12 +2047,10 @@ claim_job(int64 run_id, int64 job_id, LOCKTAG *tag)
 	values[3] = Int32GetDatum(TOOLS_JOB_LOCK_SPACE);
 	tools_connect_nonatomic();
 	if (tools_execute("WITH held AS " TOOLS_HELD_LOCKS_SQL
-					  " SELECT j.pid FROM held AS j JOIN held AS r"
-					  " ON r.pid OPERATOR(pg_catalog.=) j.pid"
-					  " AND r.space OPERATOR(pg_catalog.=) $3"
-					  " AND r.id OPERATOR(pg_catalog.=) $1"
+					  " SELECT j.pid FROM held AS j"
 					  " WHERE j.space OPERATOR(pg_catalog.=) $4"
-					  " AND j.id OPERATOR(pg_catalog.=) $2 LIMIT 1",
+					  " AND j.id OPERATOR(pg_catalog.=) $2 AND"
+					  TOOLS_REPAIRING_SQL("j.pid", "$1", "$3") " LIMIT 1",
 					  4, types, values, NULL, SPI_OK_SELECT) > 0)
 		pid = DatumGetInt32(tools_result_value(1, &isnull));
 	SPI_finish();
