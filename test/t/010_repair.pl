@@ -8,7 +8,8 @@
 # below, inside and above the copied keys.  A trigger on the target stops
 # the repair from inside a range's repair, at a chosen key (a changed row
 # updated, an extra row deleted), so the stop points are exact, not timed.
-# Last, two calls at once share a run in two parts, one of them stopped.
+# Last, two calls at once share a run in two parts, one of them stopped;
+# and tools.wait() waits for a repair at its end.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -239,6 +240,43 @@ $node->safe_psql('postgres', 'DROP TRIGGER stop_at ON public.items');
 ($rc, $out, $err) = $node->psql('postgres', "CALL tools.repair($run)");
 is($rc, 0, 'a call after them completes');
 is($node->safe_psql('postgres', $differing), '0', 'the target equals the source after it');
+
+# tools.wait() waits for a repair of the run, also where the repair holds
+# no job's lock: at its end, where it looks for foreign keys to add back
+# (held here by a lock on tools.deferred_constraint).
+my ($in, $hout, $herr) = ('', '', '');
+my $holder = IPC::Run::start([ 'psql', '-X', '-d', $node->connstr('postgres') ],
+	'<', \$in, '>', \$hout, '2>', \$herr);
+$in .= "BEGIN; LOCK TABLE tools.deferred_constraint IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n";
+$holder->pump until $hout =~ /locked/;
+my ($rout, $rerr, $wout, $werr) = ('', '', '', '');
+my $repair = IPC::Run::start(
+	[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c', 'CALL tools.repair()' ],
+	'>', \$rout, '2>', \$rerr);
+ok( $node->poll_query_until('postgres', q{
+	  SELECT count(*) = 1 FROM pg_stat_activity
+	   WHERE query = 'CALL tools.repair()' AND wait_event_type = 'Lock'}),
+	'a repair waits at its end');
+is( $node->safe_psql('postgres', sprintf(q{
+	  SELECT count(*) FILTER (WHERE objsubid = %d), count(*) FILTER (WHERE objsubid = %d)
+	    FROM pg_locks WHERE locktype = 'advisory' AND granted}, 0x7435, 0x7430)),
+	'1|0', 'it holds its run\'s repair lock and no job\'s');
+my $wait = IPC::Run::start(
+	[ 'psql', '-X', '-At', '-d', $node->connstr('postgres'), '-c', "SELECT count(*) FROM tools.wait($run)" ],
+	'>', \$wout, '2>', \$werr);
+ok( $node->poll_query_until('postgres', q{
+	  SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE 'SELECT count(*) FROM tools.wait(%'}),
+	'tools.wait() runs');
+ok( $node->poll_query_until('postgres', q{
+	  SELECT count(*) = 1 FROM pg_stat_activity
+	   WHERE query = 'CALL tools.repair()' AND wait_event_type = 'Lock'}),
+	'the repair still waits');
+ok($wait->pumpable, 'tools.wait() waits for it');
+$in .= "COMMIT;\n";
+$holder->finish;
+$repair->finish;
+$wait->finish;
+is($wout, "1\n", 'tools.wait() returns once the repair has ended');
 
 unlike(slurp_file($node->logfile), qr/terminated by signal [^9]/, 'no process crashed');
 
