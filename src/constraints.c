@@ -64,12 +64,12 @@
 	"SELECT c.target::pg_catalog.oid" TOOLS_JOB_FROM \
 	" WHERE j.run_id OPERATOR(pg_catalog.=) $1 AND c.defer_constraints"
 
-/* Those of them that the run empties: every configuration also sets trunc. */
 /* A foreign key k that joins two of them: the keys a repair may drop. */
 #define BETWEEN_DEFERRING_TARGETS_SQL \
 	" k.conrelid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL ")" \
 	" AND k.confrelid OPERATOR(pg_catalog.=) ANY (" DEFERRING_TARGETS_SQL ")"
 
+/* Those of them that the run empties: every configuration also sets trunc. */
 #define EMPTIED_TARGETS_SQL \
 	"SELECT c.target::pg_catalog.oid" TOOLS_JOB_FROM \
 	" WHERE j.run_id OPERATOR(pg_catalog.=) $1 GROUP BY c.target" \
@@ -272,24 +272,6 @@ tools_defer_foreign_keys(int64 run_id)
 	}
 	PG_END_TRY();
 	defer_constraints(run_id, job_id, false);
-}
-
-/*
- * Whether run run_id has foreign keys that tools.repair() may drop: keys
- * between two of its targets whose configurations defer constraints.
- * The caller is connected to SPI.
- */
-bool
-tools_run_defers_foreign_keys(int64 run_id)
-{
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(run_id)};
-
-	return tools_execute("SELECT FROM pg_catalog.pg_constraint AS k"
-						 " WHERE k.contype OPERATOR(pg_catalog.=) 'f'"
-						 " AND k.conparentid OPERATOR(pg_catalog.=) 0"
-						 " AND" BETWEEN_DEFERRING_TARGETS_SQL " LIMIT 1",
-						 1, types, values, NULL, SPI_OK_SELECT) > 0;
 }
 
 /*

@@ -144,6 +144,16 @@ tools_connect_nonatomic(void)
 		elog(ERROR, "SPI_connect_ext failed");
 }
 
+/* Commit the current transaction and start the next one. */
+void
+tools_commit(void)
+{
+	SPI_commit();
+#if PG_VERSION_NUM < 150000
+	SPI_start_transaction();
+#endif
+}
+
 /*
  * Commit the current transaction, start the next one, and close the SPI
  * connection: what SPI allocated for the step goes with it.
@@ -151,10 +161,7 @@ tools_connect_nonatomic(void)
 void
 tools_commit_and_finish(void)
 {
-	SPI_commit();
-#if PG_VERSION_NUM < 150000
-	SPI_start_transaction();
-#endif
+	tools_commit();
 	SPI_finish();
 }
 

@@ -40,8 +40,9 @@
  * deferred indexes and builds them again; a completed job holds its run's
  * constraint lock while it looks at the run's deferred foreign keys; a
  * tools.repair() call holds its run's repair lock for its life, in share
- * mode, or alone where it may drop foreign keys, and the last to end takes
- * it alone to add back the foreign keys.
+ * mode until a foreign key refuses a row of it, then alone (it lets go, and
+ * waits for the other calls to end, before it may drop keys), and the last
+ * to end takes it alone to add back the foreign keys.
  */
 #define TOOLS_JOB_LOCK_SPACE	0x7430
 #define TOOLS_RUN_LOCK_SPACE	0x7431
@@ -51,10 +52,11 @@
 #define TOOLS_REPAIR_LOCK_SPACE 0x7435
 
 /*
- * The advisory locks of this database that other processes hold, as a
- * subquery with columns space (field4), id (the 64-bit key) and pid.
+ * The advisory locks of this database that other processes hold, or wait
+ * for where granted is empty (else "l.granted AND"), as a subquery with
+ * columns space (field4), id (the 64-bit key) and pid.
  */
-#define TOOLS_HELD_LOCKS_SQL \
+#define TOOLS_LOCKS_SQL(granted) \
 	"(SELECT l.objsubid AS space," \
 	" (l.classid::pg_catalog.int8 OPERATOR(pg_catalog.<<) 32)" \
 	" OPERATOR(pg_catalog.|) l.objid::pg_catalog.int8 AS id, l.pid" \
@@ -62,15 +64,17 @@
 	" WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory'" \
 	" AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database AS d" \
 	" WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())" \
-	" AND l.granted AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid())"
+	" AND " granted " l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid())"
+#define TOOLS_HELD_LOCKS_SQL TOOLS_LOCKS_SQL("l.granted AND")
 
 /*
- * Of the locks held (TOOLS_HELD_LOCKS_SQL as "held"), whether process pid
- * holds run run's repair lock: it is a tools.repair() of that run.  pid,
- * run and space (TOOLS_REPAIR_LOCK_SPACE) are SQL expressions.
+ * Whether process pid holds run run's repair lock, or waits for it: it is
+ * a tools.repair() of that run (one waits for it alone, holding a job).
+ * pid, run and space (TOOLS_REPAIR_LOCK_SPACE) are SQL expressions.
  */
 #define TOOLS_REPAIRING_SQL(pid, run, space) \
-	" EXISTS (SELECT FROM held AS r WHERE r.space OPERATOR(pg_catalog.=) " space \
+	" EXISTS (SELECT FROM " TOOLS_LOCKS_SQL("") " AS r" \
+	" WHERE r.space OPERATOR(pg_catalog.=) " space \
 	" AND r.id OPERATOR(pg_catalog.=) " run " AND r.pid OPERATOR(pg_catalog.=) " pid ")"
 
 #define TOOLS_SET_LOCKTAG(tag, id, space) \
@@ -245,7 +249,6 @@ extern const char *tools_insert_obstacle(const ToolsJob *job);
 /* constraints.c */
 extern void tools_defer_constraints(const ToolsJob *job);
 extern void tools_defer_foreign_keys(int64 run_id);
-extern bool tools_run_defers_foreign_keys(int64 run_id);
 extern bool tools_restore_constraint(const ToolsJob *job);
 
 /* indexes.c */
@@ -336,6 +339,7 @@ extern Tuplestorestate *tools_materialize(FunctionCallInfo fcinfo,
 										  TupleDesc *desc);
 extern bool tools_called_nonatomic(FunctionCallInfo fcinfo);
 extern void tools_connect_nonatomic(void);
+extern void tools_commit(void);
 extern void tools_commit_and_finish(void);
 extern void tools_rethrow_told(MemoryContext cxt, int sqlerrcode,
 							   const char *message, const char *detail,

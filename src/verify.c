@@ -545,7 +545,17 @@ typedef struct RepairState
 	int64		width;			/* the next window's width in key values */
 	Datum		window_end;		/* the chunk's window ends at window_end */
 	Datum	   *window;			/* (&window_end), or is open above (NULL) */
+	int			(*settings) (void);	/* those of a transaction that repairs */
+	int			level;			/* their GUC nest level, in the current one */
 } RepairState;
+
+/*
+ * The run's repair lock (TOOLS_REPAIR_LOCK_SPACE) as this call holds it:
+ * ShareLock while it shares the run's jobs with other calls, ExclusiveLock
+ * alone (repair_alone()), NoLock before and after.
+ */
+static LOCKTAG repair_lock;
+static LOCKMODE repair_lock_mode = NoLock;
 
 #define SIDE_KEY(job, side, row) (&(side)->keys[(row) * (job)->nkeys])
 
@@ -842,33 +852,55 @@ execute_told(RepairState *rs, SPIPlanPtr plan, ParamListInfo params,
 	PG_END_TRY();
 }
 
-/*
- * Execute a repair statement's plan, its foreign keys checked at its end.
- * One between the run's targets may refuse a row of it: a parent that
- * another job repairs later, or a child that one has not yet deleted.
- * Where the job's configuration defers constraints, the first such refusal
- * drops the foreign keys between the run's targets whose configurations
- * defer them (tools_defer_foreign_keys()), and the statement runs again: a
- * subtransaction holds its first try, so that the second starts where the
- * chunk stood.  A repair that meets no such row leaves the keys alone, and
- * has none to validate.  Otherwise the error says how to go past it.
- */
 static void
-execute_repair(RepairState *rs, SPIPlanPtr plan, ParamListInfo params)
+release_repair_lock(void)
 {
-	ToolsJob   *job = &rs->job;
+	if (repair_lock_mode != NoLock)
+		LockRelease(&repair_lock, repair_lock_mode, true);
+	repair_lock_mode = NoLock;
+}
+
+/*
+ * Before a repair statement drops foreign keys, hold the run's repair lock
+ * alone: dropping a key waits for every writer of its two tables, and
+ * another call writing there may be waiting for this one.  The call, which
+ * shares the lock, commits what it has repaired, so that it holds no table
+ * lock, lets go, and waits for the other calls of the run to end, saying
+ * so: true where it waited, and what the statement meets may have changed.
+ * The transaction's settings are made again in the new transaction.
+ */
+static bool
+repair_alone(RepairState *rs)
+{
+	bool		waited = false;
+
+	tools_restore_settings(rs->level);
+	tools_commit();
+	release_repair_lock();
+	if (LockAcquire(&repair_lock, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+	{
+		ereport(NOTICE,
+				(errmsg("tools job %lld: a foreign key between targets of run %lld refused a row: this call waits for the other repairs of the run to end",
+						(long long) rs->job.job_id, (long long) rs->job.run_id),
+				 errdetail("The row may belong after rows that another call repairs; where it still does not, the keys between the run's targets are dropped, which one call does alone.")));
+		(void) LockAcquire(&repair_lock, ExclusiveLock, true, false);
+		waited = true;
+	}
+	repair_lock_mode = ExclusiveLock;
+	rs->level = rs->settings();
+	return waited;
+}
+
+/*
+ * Try a repair statement's plan in a subtransaction: false where a foreign
+ * key refused a row of it, which then changed nothing.
+ */
+static bool
+try_repair(SPIPlanPtr plan, ParamListInfo params, MemoryContext errcxt)
+{
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	volatile bool refused = false;
-
-	tools_execute("SET CONSTRAINTS ALL IMMEDIATE", 0, NULL, NULL, NULL,
-				  SPI_OK_UTILITY);
-	if (!job->defer_constraints)
-	{
-		execute_told(rs, plan, params,
-					 "Set defer_constraints in tools.config for the jobs of both tables: tools.repair() then drops their foreign keys when one refuses a row, and adds them back after.");
-		return;
-	}
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
@@ -881,7 +913,7 @@ execute_repair(RepairState *rs, SPIPlanPtr plan, ParamListInfo params)
 	{
 		ErrorData  *edata;
 
-		MemoryContextSwitchTo(rs->cxt);
+		MemoryContextSwitchTo(errcxt);
 		edata = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
@@ -894,8 +926,46 @@ execute_repair(RepairState *rs, SPIPlanPtr plan, ParamListInfo params)
 	PG_END_TRY();
 	MemoryContextSwitchTo(cxt);
 	CurrentResourceOwner = owner;
-	if (!refused)
+	return !refused;
+}
+
+/*
+ * Execute a repair statement's plan, its foreign keys checked at its end.
+ * One between the run's targets may refuse a row of it: a parent that
+ * another job repairs later, or a child that one has not yet deleted.
+ * Where the job's configuration defers constraints, a subtransaction holds
+ * the statement's first try, so that another starts where the chunk
+ * stood.  After a refusal the call holds the run alone (repair_alone()),
+ * and tries again if it waited for other calls; if a key still refuses,
+ * the foreign keys between the run's targets whose configurations defer
+ * them are dropped (tools_defer_foreign_keys()), and the statement runs
+ * again.  A repair that meets no such row leaves the keys alone, and has
+ * none to validate.  Otherwise the error says how to go past it.
+ */
+static void
+execute_repair(RepairState *rs, SPIPlanPtr plan, ParamListInfo params)
+{
+	ToolsJob   *job = &rs->job;
+
+	tools_execute("SET CONSTRAINTS ALL IMMEDIATE", 0, NULL, NULL, NULL,
+				  SPI_OK_UTILITY);
+	if (!job->defer_constraints)
+	{
+		execute_told(rs, plan, params,
+					 "Set defer_constraints in tools.config for the jobs of both tables: tools.repair() then drops their foreign keys when one refuses a row, and adds them back after.");
 		return;
+	}
+	if (try_repair(plan, params, rs->cxt))
+		return;
+	if (repair_lock_mode != ExclusiveLock)
+	{
+		bool		waited = repair_alone(rs);
+
+		tools_execute("SET CONSTRAINTS ALL IMMEDIATE", 0, NULL, NULL, NULL,
+					  SPI_OK_UTILITY);
+		if (waited && try_repair(plan, params, rs->cxt))
+			return;
+	}
 
 	/* A key from or to another table stays, and refuses the row again. */
 	tools_defer_foreign_keys(job->run_id);
@@ -1191,13 +1261,12 @@ repair_written(RepairState *rs, const char *xid)
 	Datum		last = (Datum) 0;
 	bool		after = false;
 	int64		n;
-	int			level;
 
 	do
 	{
 		CHECK_FOR_INTERRUPTS();
 		tools_connect_nonatomic();
-		level = repair_settings();
+		rs->level = rs->settings();
 		n = changed_keys(rs, xid, after ? &last : NULL, rs->differ);
 		if (n > 0)
 		{
@@ -1217,7 +1286,7 @@ repair_written(RepairState *rs, const char *xid)
 			after = true;
 			rs->written += n;
 		}
-		tools_restore_settings(level);
+		tools_restore_settings(rs->level);
 		tools_commit_and_finish();
 		MemoryContextReset(rs->chunk_cxt);
 	} while (n == rs->chunk);
@@ -1719,7 +1788,6 @@ repair_span(RepairState *rs, int64 a, int64 b, int shift, const char *xid)
 	int64		i = 0;
 	int64		j = 0;
 	int64		total[3] = {0, 0, 0};
-	int			level;
 
 	span_counts(rs, a, b, shift, xid, sides, cxt);
 	for (i = 0; i < 2; i++)
@@ -1761,9 +1829,9 @@ repair_span(RepairState *rs, int64 a, int64 b, int shift, const char *xid)
 		if (ngroup > 0 && (end || rows + size > rs->chunk))
 		{
 			tools_connect_nonatomic();
-			level = repair_settings();
+			rs->level = rs->settings();
 			repair_ranges(rs, a, b, shift, group, ngroup, total);
-			tools_restore_settings(level);
+			tools_restore_settings(rs->level);
 			tools_commit_and_finish();
 			ngroup = 0;
 			rows = 0;
@@ -1881,7 +1949,6 @@ repair_job(RepairState *rs, const ToolsSnapshot *since, bool all_rows)
 	bool		known;
 	bool		short_way;
 	bool		differed;
-	int			level;
 	int			k;
 
 	rs->cmp = MemoryContextAlloc(rs->cxt, sizeof(FmgrInfo) * job->nkeys);
@@ -1901,8 +1968,10 @@ repair_job(RepairState *rs, const ToolsSnapshot *since, bool all_rows)
 	tools_connect_nonatomic();
 	known = tools_source_snapshot(job, &now, rs->cxt);
 	tools_commit_and_finish();
+	rs->settings = repair_settings;
 	short_way = !all_rows && since != NULL && known &&
 		repair_since(rs, since, &now);
+	rs->settings = tools_fix_style;
 	if (!short_way && tools_use_windows(job))
 	{
 		tools_connect_nonatomic();
@@ -1917,9 +1986,9 @@ repair_job(RepairState *rs, const ToolsSnapshot *since, bool all_rows)
 	{
 		CHECK_FOR_INTERRUPTS();
 		tools_connect_nonatomic();
-		level = tools_fix_style();
+		rs->level = rs->settings();
 		repair_chunk(rs);
-		tools_restore_settings(level);
+		tools_restore_settings(rs->level);
 		tools_commit_and_finish();
 		MemoryContextReset(rs->chunk_cxt);
 	}
@@ -2179,8 +2248,9 @@ PG_FUNCTION_INFO_V1(tools_repair);
  * Calls made at once share the run's jobs: each holds the run's repair
  * lock in share mode while it runs, leaves a job that another holds or has
  * repaired since it began, and the last to end adds back the foreign keys
- * that a failed call left dropped.  Where the call may drop foreign keys,
- * it holds that lock alone.
+ * that the calls, or a failed call, left dropped.  A call one of whose
+ * rows a foreign key refuses holds that lock alone from there on
+ * (repair_alone()).
  */
 Datum
 tools_repair(PG_FUNCTION_ARGS)
@@ -2193,8 +2263,6 @@ tools_repair(PG_FUNCTION_ARGS)
 	int64	   *job_ids;
 	bool		all_rows = PG_NARGS() > 1 && !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
 	TimestampTz began = GetCurrentTimestamp();
-	LOCKTAG		tag;
-	LOCKMODE	mode;
 
 	if (!tools_called_nonatomic(fcinfo))
 		ereport(ERROR,
@@ -2219,49 +2287,36 @@ tools_repair(PG_FUNCTION_ARGS)
 												 &isnull));
 	}
 
-	/*
-	 * A call that may drop foreign keys runs alone: dropping one waits for
-	 * every other writer of its two tables to commit, and another call,
-	 * there, would wait for this one.
-	 */
-	mode = tools_run_defers_foreign_keys(run_id) ? ExclusiveLock : ShareLock;
 	SPI_finish();
-	TOOLS_SET_LOCKTAG(tag, run_id, TOOLS_REPAIR_LOCK_SPACE);
-	if (LockAcquire(&tag, mode, true, true) == LOCKACQUIRE_NOT_AVAIL)
-	{
-		if (mode == ExclusiveLock)
-			ereport(ERROR,
-					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-					 errmsg("another tools.repair() of run %lld is running",
-							(long long) run_id),
-					 errdetail("Foreign keys join targets of the run whose configurations set defer_constraints: a repair may have to drop them while it writes, which one call does alone."),
-					 errhint("Wait for that call to end; one call repairs every job of the run.")));
-		(void) LockAcquire(&tag, mode, true, false);
-	}
+	TOOLS_SET_LOCKTAG(repair_lock, run_id, TOOLS_REPAIR_LOCK_SPACE);
 	PG_TRY();
 	{
+		(void) LockAcquire(&repair_lock, ShareLock, true, false);
+		repair_lock_mode = ShareLock;
 		for (i = 0; i < njobs; i++)
 			repair_one(run_id, job_ids[i], began, all_rows, cxt);
 	}
 	PG_FINALLY();
 	{
-		LockRelease(&tag, mode, true);
+		release_repair_lock();
 	}
 	PG_END_TRY();
 
 	/*
 	 * Each call lets go before it looks: of calls ending together, at least
-	 * one finds none of the others.
+	 * one finds none of the others.  One waiting for the lock alone holds
+	 * the run: it ends later.
 	 */
-	if (LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL)
+	if (LockAcquire(&repair_lock, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL)
 	{
+		repair_lock_mode = ExclusiveLock;
 		PG_TRY();
 		{
 			restore_foreign_keys(run_id);
 		}
 		PG_FINALLY();
 		{
-			LockRelease(&tag, ExclusiveLock, true);
+			release_repair_lock();
 		}
 		PG_END_TRY();
 	}

@@ -126,8 +126,8 @@ is($node->safe_psql('postgres', q{INSERT INTO public.events (at, what) VALUES (n
 # the source: pgbench's workload (accounts, tellers and branches updated,
 # history rows added) and, meanwhile, orders deleted, changed and added
 # below and above the keys.  Then tools.repair() copies again what changed
-# under the keyed jobs, a trunc run copies the keyless history again, and
-# every table equals its source.
+# under the keyed jobs, in two calls at once, a trunc run copies the
+# keyless history again, and every table equals its source.
 $node->safe_psql('postgres', 'SELECT tools.run()');
 my $run = $node->safe_psql('postgres', 'SELECT max(run_id) FROM tools.run');
 my ($bench_out, $bench_err) = ('', '');
@@ -146,10 +146,24 @@ $bench->finish;
 is($?, 0, 'the workload ran beside it');
 isnt( $node->safe_psql('postgres', "SELECT count(*) FILTER (WHERE NOT ok) FROM tools.verify($run)"),
 	'0', 'the source changed under the copy');
-my ($rc, $out, $err) = $node->psql('postgres', "CALL tools.repair($run)");
-is($rc, 0, 'tools.repair() runs');
+# Two calls at once, as xargs -P makes them: they share the run's jobs.
+my @calls = map {
+	my %call = (out => '', err => '');
+	$call{run} = IPC::Run::start(
+		[ 'psql', '-X', '-v', 'ON_ERROR_STOP=1', '-c', "CALL tools.repair($run)", $node->connstr('postgres') ],
+		'>', \$call{out}, '2>', \$call{err});
+	\%call;
+} 1 .. 2;
+my $err = '';
+for my $call (@calls)
+{
+	$call->{run}->finish;
+	is($?, 0, 'a tools.repair() call of two at once completes');
+	note($call->{err});
+	$err .= $call->{err};
+}
 like($err, qr/tools job \d+ has no key: a range of it cannot be copied again/,
-	'it leaves the keyless history to a trunc run');
+	'they leave the keyless history to a trunc run');
 copy_history();
 tables_equal('after the cutover');
 is( $node->safe_psql('postgres', "SELECT count(*) FILTER (WHERE NOT ok) FROM tools.verify($run)"),
@@ -173,6 +187,7 @@ $node->safe_psql('src', q{
   INSERT INTO public.orders (id, aid, note) VALUES (-1, 1, 'below'), (6000, 1, 'above');
 });
 $written = $node->safe_psql('src', $history);
+my ($rc, $out);
 ($rc, $out, $err) = $node->psql('postgres', "CALL tools.repair($run)");
 is($rc, 0, 'a repair while the workload writes completes');
 cmp_ok($node->safe_psql('src', $history), '>', $written, 'the workload wrote while it ran');
