@@ -2095,11 +2095,12 @@ restore_foreign_keys(int64 run_id)
 
 /*
  * Take the job's lock for this repair of run run_id: false where another
- * repair of the run holds it, which repairs the job (said in a NOTICE).
- * Any other holder, a tools.start() of the job, fails the call.
+ * repair of the run holds it, which repairs the job (said in a NOTICE,
+ * unless quiet).  Any other holder, a tools.start() of the job, fails the
+ * call.
  */
 static bool
-claim_job(int64 run_id, int64 job_id, LOCKTAG *tag)
+claim_job(int64 run_id, int64 job_id, LOCKTAG *tag, bool quiet)
 {
 	Oid			types[4] = {INT8OID, INT8OID, INT4OID, INT4OID};
 	Datum		values[4];
@@ -2129,19 +2130,21 @@ claim_job(int64 run_id, int64 job_id, LOCKTAG *tag)
 		tools_lock_job(job_id, tag);
 		return true;
 	}
-	ereport(NOTICE,
-			(errmsg("tools job %lld is being repaired by another call: this call leaves it to that one",
-					(long long) job_id)));
+	if (!quiet)
+		ereport(NOTICE,
+				(errmsg("tools job %lld is being repaired by another call: this call leaves it to that one",
+						(long long) job_id)));
 	return false;
 }
 
 /*
  * Repair one job of run run_id, in cxt, unless another repair of the run
- * holds it or has repaired it since this call began, at began.
+ * holds it (then true: it was left to that one) or has repaired it since
+ * this call began, at began; quiet, without a NOTICE for either.
  */
-static void
+static bool
 repair_one(int64 run_id, int64 job_id, TimestampTz began, bool all_rows,
-		   MemoryContext cxt)
+		   bool quiet, MemoryContext cxt)
 {
 	RepairState *rs = palloc0(sizeof(RepairState));
 	ErrorContextCallback errcb;
@@ -2155,8 +2158,8 @@ repair_one(int64 run_id, int64 job_id, TimestampTz began, bool all_rows,
 	TimestampTz repaired;
 	ToolsSnapshot since;
 
-	if (!claim_job(run_id, job_id, &tag))
-		return;
+	if (!claim_job(run_id, job_id, &tag, quiet))
+		return true;
 	rs->cxt = cxt;
 	errcb.callback = range_error_context;
 	errcb.arg = &rs->job;
@@ -2199,9 +2202,10 @@ repair_one(int64 run_id, int64 job_id, TimestampTz began, bool all_rows,
 		if (!repaired_null && repaired >= began)
 		{
 			SPI_finish();
-			ereport(NOTICE,
-					(errmsg("tools job %lld was repaired by another call since this one began",
-							(long long) job_id)));
+			if (!quiet)
+				ereport(NOTICE,
+						(errmsg("tools job %lld was repaired by another call since this one began",
+								(long long) job_id)));
 		}
 		else
 		{
@@ -2214,21 +2218,21 @@ repair_one(int64 run_id, int64 job_id, TimestampTz began, bool all_rows,
 			MemoryContextSwitchTo(cxt);
 
 			error_context_stack = &errcb;
-			if (rs->job.nkeys == 0)
+			if (rs->job.nkeys > 0 && completed)
+				repair_job(rs,
+						   since_null[0] || since_null[1] || since_null[2] ? NULL : &since,
+						   all_rows);
+			else if (!quiet && rs->job.nkeys == 0)
 				ereport(NOTICE,
 						(errmsg("tools job %lld has no key: a range of it cannot be copied again",
 								(long long) rs->job.job_id),
 						 errhint("Plan a run of its target with trunc to copy it again whole.")));
-			else if (!completed)
+			else if (!quiet)
 				ereport(NOTICE,
 						(errmsg("tools job %lld has not completed: it is left to tools.start()",
 								(long long) rs->job.job_id),
 						 errhint("CALL tools.start(%lld) copies the rest of it; repair it once it has completed.",
 								 (long long) rs->job.job_id)));
-			else
-				repair_job(rs,
-						   since_null[0] || since_null[1] || since_null[2] ? NULL : &since,
-						   all_rows);
 			error_context_stack = errcb.previous;
 		}
 	}
@@ -2238,6 +2242,7 @@ repair_one(int64 run_id, int64 job_id, TimestampTz began, bool all_rows,
 		LockRelease(&tag, ExclusiveLock, true);
 	}
 	PG_END_TRY();
+	return false;
 }
 
 PG_FUNCTION_INFO_V1(tools_repair);
@@ -2259,6 +2264,7 @@ tools_repair(PG_FUNCTION_ARGS)
 	MemoryContext oldcxt;
 	int64		run_id;
 	uint64		njobs;
+	uint64		nleft = 0;
 	uint64		i;
 	int64	   *job_ids;
 	bool		all_rows = PG_NARGS() > 1 && !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
@@ -2294,7 +2300,15 @@ tools_repair(PG_FUNCTION_ARGS)
 		(void) LockAcquire(&repair_lock, ShareLock, true, false);
 		repair_lock_mode = ShareLock;
 		for (i = 0; i < njobs; i++)
-			repair_one(run_id, job_ids[i], began, all_rows, cxt);
+			if (repair_one(run_id, job_ids[i], began, all_rows, false, cxt))
+				job_ids[nleft++] = job_ids[i];
+
+		/*
+		 * A job left to another call that has ended since without
+		 * repairing it (stopped, or failed) is this call's.
+		 */
+		for (i = 0; i < nleft; i++)
+			(void) repair_one(run_id, job_ids[i], began, all_rows, true, cxt);
 	}
 	PG_FINALLY();
 	{
