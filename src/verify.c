@@ -2139,10 +2139,10 @@ claim_job(int64 run_id, int64 job_id, LOCKTAG *tag, bool quiet)
 
 /*
  * Repair one job of run run_id, in cxt, unless another repair of the run
- * holds it (then true: it was left to that one) or has repaired it since
- * this call began, at began; quiet, without a NOTICE for either.
+ * holds it or has repaired it since this call began, at began; quiet,
+ * without a NOTICE for either, nor for a job it cannot repair.
  */
-static bool
+static void
 repair_one(int64 run_id, int64 job_id, TimestampTz began, bool all_rows,
 		   bool quiet, MemoryContext cxt)
 {
@@ -2159,7 +2159,7 @@ repair_one(int64 run_id, int64 job_id, TimestampTz began, bool all_rows,
 	ToolsSnapshot since;
 
 	if (!claim_job(run_id, job_id, &tag, quiet))
-		return true;
+		return;
 	rs->cxt = cxt;
 	errcb.callback = range_error_context;
 	errcb.arg = &rs->job;
@@ -2242,7 +2242,6 @@ repair_one(int64 run_id, int64 job_id, TimestampTz began, bool all_rows,
 		LockRelease(&tag, ExclusiveLock, true);
 	}
 	PG_END_TRY();
-	return false;
 }
 
 PG_FUNCTION_INFO_V1(tools_repair);
@@ -2253,9 +2252,9 @@ PG_FUNCTION_INFO_V1(tools_repair);
  * Calls made at once share the run's jobs: each holds the run's repair
  * lock in share mode while it runs, leaves a job that another holds or has
  * repaired since it began, and the last to end adds back the foreign keys
- * that the calls, or a failed call, left dropped.  A call one of whose
- * rows a foreign key refuses holds that lock alone from there on
- * (repair_alone()).
+ * that the calls, or a failed call, left dropped, once it has repaired
+ * the jobs that a failed call left.  A call one of whose rows a foreign key
+ * refuses holds that lock alone from there on (repair_alone()).
  */
 Datum
 tools_repair(PG_FUNCTION_ARGS)
@@ -2264,7 +2263,6 @@ tools_repair(PG_FUNCTION_ARGS)
 	MemoryContext oldcxt;
 	int64		run_id;
 	uint64		njobs;
-	uint64		nleft = 0;
 	uint64		i;
 	int64	   *job_ids;
 	bool		all_rows = PG_NARGS() > 1 && !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
@@ -2300,15 +2298,7 @@ tools_repair(PG_FUNCTION_ARGS)
 		(void) LockAcquire(&repair_lock, ShareLock, true, false);
 		repair_lock_mode = ShareLock;
 		for (i = 0; i < njobs; i++)
-			if (repair_one(run_id, job_ids[i], began, all_rows, false, cxt))
-				job_ids[nleft++] = job_ids[i];
-
-		/*
-		 * A job left to another call that has ended since without
-		 * repairing it (stopped, or failed) is this call's.
-		 */
-		for (i = 0; i < nleft; i++)
-			(void) repair_one(run_id, job_ids[i], began, all_rows, true, cxt);
+			repair_one(run_id, job_ids[i], began, all_rows, false, cxt);
 	}
 	PG_FINALLY();
 	{
@@ -2318,14 +2308,18 @@ tools_repair(PG_FUNCTION_ARGS)
 
 	/*
 	 * Each call lets go before it looks: of calls ending together, at least
-	 * one finds none of the others.  One waiting for the lock alone holds
-	 * the run: it ends later.
+	 * one finds none of the others (one waiting for the lock alone ends
+	 * later).  That one repairs the jobs that no call has repaired since it
+	 * began, which a call it left them to was stopped or failed in, quietly
+	 * for the others, then adds back the foreign keys.
 	 */
 	if (LockAcquire(&repair_lock, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL)
 	{
 		repair_lock_mode = ExclusiveLock;
 		PG_TRY();
 		{
+			for (i = 0; i < njobs; i++)
+				repair_one(run_id, job_ids[i], began, all_rows, true, cxt);
 			restore_foreign_keys(run_id);
 		}
 		PG_FINALLY();
