@@ -237,7 +237,7 @@ tools_check_target_writer(const ToolsJob *job, int64 except_run,
 	values[3] = Int32GetDatum(TOOLS_JOB_LOCK_SPACE);
 	values[4] = BoolGetDatum(repairing);
 	values[5] = Int64GetDatum(job->run_id);
-	values[6] = Int32GetDatum(TOOLS_REPAIR_LOCK_SPACE);
+	values[6] = Int32GetDatum(TOOLS_REPAIRING_LOCK_SPACE);
 	if (tools_execute("WITH held AS " TOOLS_HELD_LOCKS_SQL
 					  " SELECT j.job_id, j.run_id, h.pid"
 					  " FROM " TOOLS_SCHEMA ".job AS j"

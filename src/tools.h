@@ -42,7 +42,10 @@
  * tools.repair() call holds its run's repair lock for its life, in share
  * mode until a foreign key refuses a row of it, then alone (it lets go, and
  * waits for the other calls to end, before it may drop keys), and the last
- * to end takes it alone to add back the foreign keys.
+ * to end takes it alone to add back the foreign keys; it also holds its
+ * run's repairing lock in share mode from its start to its end, by which
+ * other processes know its job locks for a repair's of that run, also while
+ * it changes its hold of the repair lock.
  */
 #define TOOLS_JOB_LOCK_SPACE	0x7430
 #define TOOLS_RUN_LOCK_SPACE	0x7431
@@ -50,13 +53,13 @@
 #define TOOLS_TARGET_LOCK_SPACE 0x7433
 #define TOOLS_CONSTRAINT_LOCK_SPACE 0x7434
 #define TOOLS_REPAIR_LOCK_SPACE 0x7435
+#define TOOLS_REPAIRING_LOCK_SPACE 0x7436
 
 /*
- * The advisory locks of this database that other processes hold, or wait
- * for where granted is empty (else "l.granted AND"), as a subquery with
- * columns space (field4), id (the 64-bit key) and pid.
+ * The advisory locks of this database that other processes hold, as a
+ * subquery with columns space (field4), id (the 64-bit key) and pid.
  */
-#define TOOLS_LOCKS_SQL(granted) \
+#define TOOLS_HELD_LOCKS_SQL \
 	"(SELECT l.objsubid AS space," \
 	" (l.classid::pg_catalog.int8 OPERATOR(pg_catalog.<<) 32)" \
 	" OPERATOR(pg_catalog.|) l.objid::pg_catalog.int8 AS id, l.pid" \
@@ -64,17 +67,15 @@
 	" WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory'" \
 	" AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database AS d" \
 	" WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())" \
-	" AND " granted " l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid())"
-#define TOOLS_HELD_LOCKS_SQL TOOLS_LOCKS_SQL("l.granted AND")
+	" AND l.granted AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid())"
 
 /*
- * Whether process pid holds run run's repair lock, or waits for it: it is
- * a tools.repair() of that run (one waits for it alone, holding a job).
- * pid, run and space (TOOLS_REPAIR_LOCK_SPACE) are SQL expressions.
+ * Of the locks held (TOOLS_HELD_LOCKS_SQL as "held"), whether process pid
+ * holds run run's repairing lock: it is a tools.repair() of that run.
+ * pid, run and space (TOOLS_REPAIRING_LOCK_SPACE) are SQL expressions.
  */
 #define TOOLS_REPAIRING_SQL(pid, run, space) \
-	" EXISTS (SELECT FROM " TOOLS_LOCKS_SQL("") " AS r" \
-	" WHERE r.space OPERATOR(pg_catalog.=) " space \
+	" EXISTS (SELECT FROM held AS r WHERE r.space OPERATOR(pg_catalog.=) " space \
 	" AND r.id OPERATOR(pg_catalog.=) " run " AND r.pid OPERATOR(pg_catalog.=) " pid ")"
 
 #define TOOLS_SET_LOCKTAG(tag, id, space) \

@@ -2113,7 +2113,7 @@ claim_job(int64 run_id, int64 job_id, LOCKTAG *tag, bool quiet)
 
 	values[0] = Int64GetDatum(run_id);
 	values[1] = Int64GetDatum(job_id);
-	values[2] = Int32GetDatum(TOOLS_REPAIR_LOCK_SPACE);
+	values[2] = Int32GetDatum(TOOLS_REPAIRING_LOCK_SPACE);
 	values[3] = Int32GetDatum(TOOLS_JOB_LOCK_SPACE);
 	tools_connect_nonatomic();
 	if (tools_execute("WITH held AS " TOOLS_HELD_LOCKS_SQL
@@ -2244,54 +2244,17 @@ repair_one(int64 run_id, int64 job_id, TimestampTz began, bool all_rows,
 	PG_END_TRY();
 }
 
-PG_FUNCTION_INFO_V1(tools_repair);
-
 /*
- * CALL tools.repair(run_id bigint DEFAULT NULL, all_rows boolean DEFAULT false)
- *
- * Calls made at once share the run's jobs: each holds the run's repair
- * lock in share mode while it runs, leaves a job that another holds or has
- * repaired since it began, and the last to end adds back the foreign keys
- * that the calls, or a failed call, left dropped, once it has repaired
- * the jobs that a failed call left.  A call one of whose rows a foreign key
- * refuses holds that lock alone from there on (repair_alone()).
+ * Repair the jobs of run run_id (job_ids, njobs of them), sharing them
+ * with the other calls of the run made at once, for a call that began at
+ * began.
  */
-Datum
-tools_repair(PG_FUNCTION_ARGS)
+static void
+repair_run(int64 run_id, const int64 *job_ids, uint64 njobs,
+		   TimestampTz began, bool all_rows, MemoryContext cxt)
 {
-	MemoryContext cxt;
-	MemoryContext oldcxt;
-	int64		run_id;
-	uint64		njobs;
 	uint64		i;
-	int64	   *job_ids;
-	bool		all_rows = PG_NARGS() > 1 && !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
-	TimestampTz began = GetCurrentTimestamp();
 
-	if (!tools_called_nonatomic(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
-				 errmsg("tools.repair() cannot run inside a transaction block"),
-				 errdetail("It commits after each key range it repairs, so that a failure keeps the ranges already repaired."),
-				 errhint("Run CALL tools.repair() as a statement of its own, outside BEGIN and COMMIT.")));
-
-	/* The call's memory outlives the commits. */
-	cxt = AllocSetContextCreate(PortalContext, "tools repair",
-								ALLOCSET_DEFAULT_SIZES);
-	oldcxt = MemoryContextSwitchTo(cxt);
-	run_id = tools_connect_run(fcinfo, 0);
-	njobs = select_jobs(run_id);
-	job_ids = MemoryContextAlloc(cxt, sizeof(int64) * Max(njobs, 1));
-	for (i = 0; i < njobs; i++)
-	{
-		bool		isnull;
-
-		job_ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-												 SPI_tuptable->tupdesc, 1,
-												 &isnull));
-	}
-
-	SPI_finish();
 	TOOLS_SET_LOCKTAG(repair_lock, run_id, TOOLS_REPAIR_LOCK_SPACE);
 	PG_TRY();
 	{
@@ -2328,6 +2291,68 @@ tools_repair(PG_FUNCTION_ARGS)
 		}
 		PG_END_TRY();
 	}
+}
+
+PG_FUNCTION_INFO_V1(tools_repair);
+
+/*
+ * CALL tools.repair(run_id bigint DEFAULT NULL, all_rows boolean DEFAULT false)
+ *
+ * Calls made at once share the run's jobs: each holds the run's repair
+ * lock in share mode while it runs, leaves a job that another holds or has
+ * repaired since it began, and the last to end adds back the foreign keys
+ * that the calls, or a failed call, left dropped, once it has repaired
+ * the jobs that a failed call left.  A call one of whose rows a foreign key
+ * refuses holds that lock alone from there on (repair_alone()).
+ */
+Datum
+tools_repair(PG_FUNCTION_ARGS)
+{
+	MemoryContext cxt;
+	MemoryContext oldcxt;
+	int64		run_id;
+	uint64		njobs;
+	uint64		i;
+	int64	   *job_ids;
+	bool		all_rows = PG_NARGS() > 1 && !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
+	TimestampTz began = GetCurrentTimestamp();
+	LOCKTAG		repairing;
+
+	if (!tools_called_nonatomic(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("tools.repair() cannot run inside a transaction block"),
+				 errdetail("It commits after each key range it repairs, so that a failure keeps the ranges already repaired."),
+				 errhint("Run CALL tools.repair() as a statement of its own, outside BEGIN and COMMIT.")));
+
+	/* The call's memory outlives the commits. */
+	cxt = AllocSetContextCreate(PortalContext, "tools repair",
+								ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(cxt);
+	run_id = tools_connect_run(fcinfo, 0);
+	njobs = select_jobs(run_id);
+	job_ids = MemoryContextAlloc(cxt, sizeof(int64) * Max(njobs, 1));
+	for (i = 0; i < njobs; i++)
+	{
+		bool		isnull;
+
+		job_ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+												 SPI_tuptable->tupdesc, 1,
+												 &isnull));
+	}
+
+	SPI_finish();
+	TOOLS_SET_LOCKTAG(repairing, run_id, TOOLS_REPAIRING_LOCK_SPACE);
+	(void) LockAcquire(&repairing, ShareLock, true, false);
+	PG_TRY();
+	{
+		repair_run(run_id, job_ids, njobs, began, all_rows, cxt);
+	}
+	PG_FINALLY();
+	{
+		LockRelease(&repairing, ShareLock, true);
+	}
+	PG_END_TRY();
 
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextDelete(cxt);

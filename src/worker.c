@@ -620,7 +620,7 @@ tools_wait(PG_FUNCTION_ARGS)
 	values[0] = Int64GetDatum(run_id);
 	values[1] = Int32GetDatum(TOOLS_RUN_LOCK_SPACE);
 	values[2] = Int32GetDatum(TOOLS_JOB_LOCK_SPACE);
-	values[3] = Int32GetDatum(TOOLS_REPAIR_LOCK_SPACE);
+	values[3] = Int32GetDatum(TOOLS_REPAIRING_LOCK_SPACE);
 	for (;;)
 	{
 		if (tools_execute("SELECT FROM " TOOLS_HELD_LOCKS_SQL " AS h"
