@@ -2298,7 +2298,8 @@ PG_FUNCTION_INFO_V1(tools_repair);
 /*
  * CALL tools.repair(run_id bigint DEFAULT NULL, all_rows boolean DEFAULT false)
  *
- * Calls made at once share the run's jobs: each holds the run's repair
+ * Calls made at once share the run's jobs: each holds the run's
+ * repairing lock throughout, by which the others know it, and its repair
  * lock in share mode while it runs, leaves a job that another holds or has
  * repaired since it began, and the last to end adds back the foreign keys
  * that the calls, or a failed call, left dropped, once it has repaired
