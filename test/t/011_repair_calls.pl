@@ -52,10 +52,7 @@ $node->safe_psql('postgres', qq{
     IF current_setting('tools_test.stop', true) = 'on' AND random() < 0.03 THEN
       PERFORM pg_terminate_backend(pg_backend_pid());
     END IF;
-    IF TG_OP = 'DELETE' THEN
-      RETURN OLD;
-    END IF;
-    RETURN NEW;
+    RETURN NULL;
   END \$\$;
 });
 $node->safe_psql('postgres', $_) for split /\n/,
@@ -63,7 +60,7 @@ $node->safe_psql('postgres', $_) for split /\n/,
 for my $t (qw(p c gc))
 {
 	$node->safe_psql('postgres',
-		"CREATE TRIGGER stop BEFORE INSERT OR UPDATE OR DELETE ON public.$t FOR EACH ROW EXECUTE FUNCTION public.stop()");
+		"CREATE TRIGGER stop AFTER INSERT OR UPDATE OR DELETE ON public.$t FOR EACH ROW EXECUTE FUNCTION public.stop()");
 }
 
 # The source's writes of round $round: the same for a given round.
