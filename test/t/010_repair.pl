@@ -61,6 +61,22 @@ $node->safe_psql('postgres', qq{
 });
 is($node->safe_psql('postgres', 'SELECT count(*) FROM public.items'), '20000', 'the copy');
 
+# Start CALL tools.repair() in the background, and return its handle once
+# pg_stat_activity shows it where $where, a condition on its row, says.
+sub repair_stands
+{
+	my ($where, $name) = @_;
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start(
+		[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c', 'CALL tools.repair()' ],
+		'>', \$out, '2>', \$err);
+	ok( $node->poll_query_until('postgres', qq{
+		  SELECT count(*) = 1 FROM pg_stat_activity
+		   WHERE query = 'CALL tools.repair()' AND $where}),
+		$name);
+	return $h;
+}
+
 $node->safe_psql('src', q{
   UPDATE public.items SET v = 'changed' WHERE id IN (5, 7000, 12000, 19999);
   DELETE FROM public.items WHERE id BETWEEN 14000 AND 14010 OR id = 19000;
@@ -105,13 +121,7 @@ foreach my $stop (@stops)
 		}
 		else
 		{
-			my ($o, $e) = ('', '');
-			my $h = IPC::Run::start(
-				[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c', 'CALL tools.repair()' ],
-				'>', \$o, '2>', \$e);
-			ok( $node->poll_query_until('postgres', q{
-				  SELECT count(*) = 1 FROM pg_stat_activity
-				   WHERE wait_event = 'PgSleep' AND query = 'CALL tools.repair()'}),
+			my $h = repair_stands(q{wait_event = 'PgSleep'},
 				"the repair stands at key $at, inside a range's repair");
 			$node->stop('immediate');
 			$h->finish;
@@ -249,14 +259,8 @@ my $holder = IPC::Run::start([ 'psql', '-X', '-d', $node->connstr('postgres') ],
 	'<', \$in, '>', \$hout, '2>', \$herr);
 $in .= "BEGIN; LOCK TABLE tools.deferred_constraint IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n";
 $holder->pump until $hout =~ /locked/;
-my ($rout, $rerr, $wout, $werr) = ('', '', '', '');
-my $repair = IPC::Run::start(
-	[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c', 'CALL tools.repair()' ],
-	'>', \$rout, '2>', \$rerr);
-ok( $node->poll_query_until('postgres', q{
-	  SELECT count(*) = 1 FROM pg_stat_activity
-	   WHERE query = 'CALL tools.repair()' AND wait_event_type = 'Lock'}),
-	'a repair waits at its end');
+my $repair = repair_stands(q{wait_event_type = 'Lock'}, 'a repair waits at its end');
+my ($wout, $werr) = ('', '');
 is( $node->safe_psql('postgres', sprintf(q{
 	  SELECT count(*) FILTER (WHERE objsubid = %d), count(*) FILTER (WHERE objsubid = %d)
 	    FROM pg_locks WHERE locktype = 'advisory' AND granted}, 0x7435, 0x7430)),
